@@ -1,0 +1,14 @@
+/* nanorec: the sequential movie recommender (offline tools and the /recommend service). */
+#include "base/cli.h"
+#include "engine/gguf_cli.h"
+
+static const struct cli_cmd cmds[] = {
+    {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
+     gguf_cli_info},
+    {NULL, NULL, NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    return cli_dispatch("nanorec", "nanorec: a sequential movie recommender", cmds, argc, argv);
+}

@@ -1,0 +1,15 @@
+/* trendstory: trending topics -> themed stories from a local LLaMA-architecture model. */
+#include "base/cli.h"
+#include "engine/gguf_cli.h"
+
+static const struct cli_cmd cmds[] = {
+    {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
+     gguf_cli_info},
+    {NULL, NULL, NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    return cli_dispatch("trendstory", "trendstory: trending topics -> themed stories", cmds,
+                        argc, argv);
+}

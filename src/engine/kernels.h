@@ -1,0 +1,54 @@
+/** Compute kernels with run-time CPU dispatch: dot products and matrix multiplication over
+ *  weights in the GGUF block layouts (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K), activations in
+ *  f32 (quantized on the fly to Q8 blocks where the format needs it).
+ *
+ *  Every kernel has a scalar reference (KERN_ISA_SCALAR) used as the test oracle; the SIMD
+ *  variants (AVX2+FMA, AVX-512 with VNNI/BF16 where present) are chosen once at kern_init().
+ *  Weight matrices are row-major: W has `rows` rows of `cols` elements, each row
+ *  ggml_row_size(type, cols) bytes, exactly as a GGUF tensor with ne[0] = cols, ne[1] = rows. */
+#ifndef ENGINE_KERNELS_H
+#define ENGINE_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/pool.h"
+#include "engine/gguf.h"
+
+enum kern_isa { KERN_ISA_SCALAR = 0, KERN_ISA_AVX2 = 1, KERN_ISA_AVX512 = 2 };
+
+/** Detects the CPU and picks kernels; idempotent and thread-safe. $NR_ISA=scalar|avx2|avx512
+ *  caps the choice (for tests and benchmarks). */
+void kern_init(void);
+enum kern_isa kern_isa(void);
+const char *kern_isa_name(enum kern_isa isa);
+/** Forces an ISA (never above what the CPU has); returns the one in effect. Tests only. */
+enum kern_isa kern_force_isa(enum kern_isa isa);
+
+/** True if kern_matmul handles weights of this type. */
+bool kern_type_supported(enum ggml_type t);
+
+/** Bytes of scratch kern_matmul needs for n activation rows of `cols` (quantized copy). */
+size_t kern_scratch_size(enum ggml_type t, int cols, int n);
+
+/** Y[i][r] = sum_c X[i][c] * W[r][c] for i < n, r < rows.   X: (n, cols)  Y: (n, rows)
+ *  `scratch` holds kern_scratch_size() bytes (may be NULL when that is 0). Rows are split
+ *  across the pool's threads in dynamic chunks; pool may be NULL. cols must be a multiple of
+ *  the type's block size. */
+void kern_matmul(enum ggml_type t, const void *W, const float *X, float *Y, int rows, int cols,
+                 int n, void *scratch, struct pool *pool);
+
+/** Single-thread dot of one weight row with an f32 vector (reference path, embeddings). */
+float kern_dot_row(enum ggml_type t, const void *wrow, const float *x, int cols);
+
+/** Row conversion. Return 0, or -1 if the type is unsupported or n not a block multiple. */
+int kern_quantize_row(enum ggml_type t, const float *x, void *out, int64_t n);
+int kern_dequantize_row(enum ggml_type t, const void *in, float *y, int64_t n);
+
+float kern_f16_to_f32(uint16_t h);
+uint16_t kern_f32_to_f16(float f);
+float kern_bf16_to_f32(uint16_t h);
+uint16_t kern_f32_to_bf16(float f);
+
+#endif
