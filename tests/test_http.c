@@ -566,7 +566,7 @@ static void test_graceful_stop(void **state)
     assert_int_equal(hc_read_body(a, &r, false), 0);
     assert_non_null(strstr(r.body, "job done"));
     hc_resp_free(&r);
-    assert_true(read_events(s, 0) >= 0 || true); /* the stream ends (or is cut) */
+    assert_true(read_events(s, 0) >= 1); /* the stream ended with its last chunk */
     for (int i = 0; i < 400 && !atomic_load(&g_stream.done); i++) sleep_ms(5);
     assert_true(atomic_load(&g_stream.done));
     assert_true(atomic_load(&g_stream.on_close_called));
