@@ -948,3 +948,157 @@ bool gguf_arr_i64(const struct gguf_kv *kv, uint64_t i, int64_t *out)
     *out = neg ? (mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag) : (int64_t)mag;
     return true;
 }
+
+/* ---- printing (gguf-info) ---- */
+
+#define INFO_ARRAY_HEAD 3      /* elements shown of an abbreviated array */
+#define INFO_ARRAY_FULL 8      /* arrays up to this length are shown whole */
+#define INFO_STRING_MAX 160    /* bytes of a string value shown unless --all */
+
+/* Prints a string with C-style escapes for quotes, backslashes and control bytes; bytes from
+ * 0x80 up pass through (UTF-8). Cut at `max` bytes with "..." when max is not 0. */
+static void print_escaped(FILE *out, struct gguf_str s, uint64_t max)
+{
+    uint64_t n = (max && s.len > max) ? max : s.len;
+    fputc('"', out);
+    for (uint64_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        switch (c) {
+        case '"': fputs("\\\"", out); break;
+        case '\\': fputs("\\\\", out); break;
+        case '\n': fputs("\\n", out); break;
+        case '\t': fputs("\\t", out); break;
+        case '\r': fputs("\\r", out); break;
+        default:
+            if (c < 0x20 || c == 0x7f)
+                fprintf(out, "\\x%02x", c);
+            else
+                fputc(c, out);
+        }
+    }
+    fputc('"', out);
+    if (n < s.len) fprintf(out, "... (%" PRIu64 " bytes)", s.len);
+}
+
+/* Shortest %g rendering that reads back to the same value. */
+static void print_real(FILE *out, double v, bool is_f32)
+{
+    char buf[64];
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        double back = strtod(buf, NULL);
+        if (is_f32 ? (float)back == (float)v : back == v) break;
+    }
+    fputs(buf, out);
+}
+
+/* Prints one fixed-size value stored at p. */
+static void print_scalar(FILE *out, enum gguf_type t, const void *p)
+{
+    bool neg;
+    uint64_t mag;
+    if (t == GGUF_TYPE_FLOAT32) {
+        float v;
+        memcpy(&v, p, 4);
+        print_real(out, v, true);
+    } else if (t == GGUF_TYPE_FLOAT64) {
+        double v;
+        memcpy(&v, p, 8);
+        print_real(out, v, false);
+    } else if (t == GGUF_TYPE_BOOL) {
+        fputs(*(const uint8_t *)p ? "true" : "false", out);
+    } else if (load_int(t, p, &neg, &mag)) {
+        fprintf(out, "%s%" PRIu64, neg ? "-" : "", mag);
+    }
+}
+
+static void print_array(FILE *out, const struct gguf_kv *kv, bool all)
+{
+    const char *tn = kv->arr_type == GGUF_TYPE_STRING  ? "strings"
+                     : kv->arr_type == GGUF_TYPE_ARRAY ? "arrays"
+                     : kv->arr_type == GGUF_TYPE_BOOL  ? "bools"
+                                                       : gguf_type_names[kv->arr_type];
+    fprintf(out, "[%" PRIu64 " %s", kv->arr_n, tn);
+    uint64_t show = (all || kv->arr_n <= INFO_ARRAY_FULL) ? kv->arr_n : INFO_ARRAY_HEAD;
+    uint32_t sz = gguf_scalar_size(kv->arr_type);
+    for (uint64_t i = 0; i < show; i++) {
+        fputs(i ? ", " : ": ", out);
+        if (kv->arr_type == GGUF_TYPE_STRING)
+            print_escaped(out, gguf_arr_str(kv, i), all ? 0 : INFO_STRING_MAX);
+        else if (kv->arr_type == GGUF_TYPE_ARRAY)
+            print_array(out, gguf_arr_arr(kv, i), all);
+        else
+            print_scalar(out, kv->arr_type, (const uint8_t *)kv->data + i * sz);
+    }
+    if (show < kv->arr_n) fputs(", ...", out);
+    fputc(']', out);
+}
+
+static void print_value(FILE *out, const struct gguf_kv *kv, bool all)
+{
+    if (kv->type == GGUF_TYPE_STRING)
+        print_escaped(out, *(const struct gguf_str *)kv->data, all ? 0 : INFO_STRING_MAX);
+    else if (kv->type == GGUF_TYPE_ARRAY)
+        print_array(out, kv, all);
+    else
+        print_scalar(out, kv->type, kv->data);
+}
+
+void gguf_print_info(const struct gguf_file *f, const char *path, const struct gguf_info_opts *o,
+                     void *stdio_file)
+{
+    FILE *out = stdio_file ? stdio_file : stdout;
+    bool all = o && o->all_array_items;
+    char name[200], type[40];
+    fprintf(out, "GGUF file: %s\n", path ? path : "(memory)");
+    fprintf(out, "  version:       %" PRIu32 "\n", f->version);
+    fprintf(out, "  alignment:     %" PRIu64 "\n", f->alignment);
+    fprintf(out, "  file size:     %" PRIu64 " bytes\n", f->size);
+    fprintf(out, "  metadata keys: %" PRIu64 "\n", f->n_kv);
+    fprintf(out, "  tensors:       %" PRIu64 "\n", f->n_tensors);
+    fprintf(out, "  data offset:   %" PRIu64 "\n", f->data_start);
+
+    int kw = 3;
+    for (uint64_t i = 0; i < f->n_kv; i++) {
+        int l = (int)strlen(esc_name(f->kvs[i].key.ptr, f->kvs[i].key.len, name, 60));
+        if (l > kw) kw = l;
+    }
+    fprintf(out, "\nmetadata:\n  %-*s  %-14s %s\n", kw, "key", "type", "value");
+    for (uint64_t i = 0; i < f->n_kv; i++) {
+        const struct gguf_kv *kv = &f->kvs[i];
+        if (kv->type == GGUF_TYPE_ARRAY)
+            snprintf(type, sizeof type, "arr[%s]", gguf_type_names[kv->arr_type]);
+        else
+            snprintf(type, sizeof type, "%s", gguf_type_names[kv->type]);
+        fprintf(out, "  %-*s  %-14s ", kw, esc_name(kv->key.ptr, kv->key.len, name, 60), type);
+        print_value(out, kv, all);
+        fputc('\n', out);
+    }
+
+    int nw = 4;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        int l = (int)strlen(esc_name(f->tensors[i].name.ptr, f->tensors[i].name.len, name, 100));
+        if (l > nw) nw = l;
+    }
+    uint64_t tot_bytes = 0, tot_el = 0;
+    fprintf(out, "\ntensors:\n  %5s  %-*s  %-5s  %-22s %12s %12s\n", "#", nw, "name", "type",
+            "shape", "offset", "bytes");
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const struct gguf_tensor *t = &f->tensors[i];
+        char shape[100];
+        size_t sl = 0;
+        uint64_t nel = 1;
+        for (uint32_t d = 0; d < t->n_dims; d++) {
+            sl += (size_t)snprintf(shape + sl, sizeof shape - sl, "%s%" PRIu64, d ? " x " : "",
+                                   t->ne[d]);
+            nel *= t->ne[d];
+        }
+        fprintf(out, "  %5" PRIu64 "  %-*s  %-5s  %-22s %12" PRIu64 " %12" PRIu64 "\n", i, nw,
+                esc_name(t->name.ptr, t->name.len, name, 100), ggml_type_name(t->type), shape,
+                t->offset, t->nbytes);
+        tot_bytes += t->nbytes;
+        tot_el += nel;
+    }
+    fprintf(out, "total: %" PRIu64 " tensors, %" PRIu64 " elements, %" PRIu64 " bytes (%.2f MiB)\n",
+            f->n_tensors, tot_el, tot_bytes, (double)tot_bytes / (1024.0 * 1024.0));
+}
