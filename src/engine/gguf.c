@@ -638,12 +638,12 @@ static int parse(struct gguf_file *f, struct err *err)
     uint64_t left = rd_left(&r);
     if (f->n_kv > left / GGUF_KV_MIN_BYTES)
         return err_set(err, ERR_INVALID,
-                       "metadata key count %" PRIu64 " (offset 16) cannot fit in the %" PRIu64
-                       " bytes after the header", f->n_kv, left);
+                       "truncated or corrupt file: metadata key count %" PRIu64
+                       " (offset 16) cannot fit in the %" PRIu64 " bytes after the header", f->n_kv, left);
     if (f->n_tensors > left / GGUF_TENSOR_MIN_BYTES ||
         f->n_kv * GGUF_KV_MIN_BYTES > left - f->n_tensors * GGUF_TENSOR_MIN_BYTES)
         return err_set(err, ERR_INVALID,
-                       "tensor count %" PRIu64 " (offset 8) with %" PRIu64
+                       "truncated or corrupt file: tensor count %" PRIu64 " (offset 8) with %" PRIu64
                        " metadata keys cannot fit in the %" PRIu64 " bytes after the header",
                        f->n_tensors, f->n_kv, left);
     if (f->n_kv) {
