@@ -3,10 +3,14 @@
 
 #include "base/cli.h"
 #include "engine/gguf_cli.h"
+#include "story/story_service.h"
 
 static const struct cli_cmd cmds[] = {
     {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
      gguf_cli_info},
+    {"serve",
+     "serve POST /v1/stories, health, readiness, metrics and the page over HTTP",
+     STORY_SERVICE_USAGE, story_service_cmd},
     {NULL, NULL, NULL, NULL},
 };
 
