@@ -16,6 +16,9 @@
 
 #include "http_client.h"
 #include "prom_parse.h"
+#include "recsys/rec_service.h"
+#include "serve/json.h"
+#include "story/story_service.h"
 
 #define HOST "127.0.0.1"
 
@@ -350,6 +353,124 @@ static void test_bad_options(void **state)
     }
 }
 
+/* ---- request validation (no process needed) ---- */
+
+static struct jv *parse(const char *s)
+{
+    struct err e;
+    struct jv *v = jv_parse(s, strlen(s), NULL, &e);
+    assert_non_null(v);
+    return v;
+}
+
+static int rec(const char *body, struct rec_service_req *rq, struct jv_invalid *inv)
+{
+    struct jv *v = parse(body);
+    int rc = rec_service_req_parse(v, rq, inv);
+    jv_free(v);
+    return rc;
+}
+
+static int story(const char *body, struct story_service_req *rq, struct jv_invalid *inv)
+{
+    struct jv *v = parse(body);
+    int rc = story_service_req_parse(v, rq, inv);
+    jv_free(v);
+    return rc;
+}
+
+static void test_recommend_fields(void **state)
+{
+    (void)state;
+    struct rec_service_req *rq = malloc(sizeof *rq);
+    struct jv_invalid inv;
+    assert_int_equal(rec("{\"user_id\": 5}", rq, &inv), 0);
+    assert_int_equal(rq->user_id, 5);
+    assert_int_equal(rq->k, 10); /* default */
+    assert_false(rq->explain);
+    assert_int_equal(rec("{\"user_id\": 0, \"k\": 100, \"explain\": true, \"include_history\": true, "
+                         "\"exclude\": [3, 4], \"other\": {\"x\": 1}}", rq, &inv), 0);
+    assert_int_equal(rq->k, 100);
+    assert_true(rq->explain && rq->include_history);
+    assert_int_equal(rq->n_exclude, 2);
+    assert_int_equal(rq->exclude[1], 4);
+    /* history alone is enough; user_id is then -1 */
+    assert_int_equal(rec("{\"history\": [1, 2, 3]}", rq, &inv), 0);
+    assert_int_equal(rq->user_id, -1);
+    assert_int_equal(rq->n_history, 3);
+    /* failures name the field */
+    assert_int_equal(rec("{\"k\": 5}", rq, &inv), -1);
+    assert_string_equal(inv.field, "user_id");
+    assert_int_equal(rec("{\"history\": []}", rq, &inv), -1);
+    assert_string_equal(inv.field, "user_id");
+    assert_int_equal(rec("{\"user_id\": -3}", rq, &inv), -1);
+    assert_string_equal(inv.field, "user_id");
+    assert_int_equal(rec("{\"user_id\": 1, \"k\": 101}", rq, &inv), -1);
+    assert_string_equal(inv.message, "k must be an integer between 1 and 100");
+    assert_int_equal(rec("{\"user_id\": 1, \"explain\": 1}", rq, &inv), -1);
+    assert_string_equal(inv.field, "explain");
+    assert_int_equal(rec("{\"user_id\": 1, \"exclude\": [1, -1]}", rq, &inv), -1);
+    assert_string_equal(inv.field, "exclude");
+    /* 1000 ids are fine, 1001 are not */
+    char *big = malloc(16 * 1024);
+    strcpy(big, "{\"user_id\": 1, \"exclude\": [0");
+    for (int i = 1; i < 1000; i++) strcat(big, ",7");
+    strcat(big, "]}");
+    assert_int_equal(rec(big, rq, &inv), 0);
+    assert_int_equal(rq->n_exclude, 1000);
+    big[strlen(big) - 2] = '\0';
+    strcat(big, ",8]}");
+    assert_int_equal(rec(big, rq, &inv), -1);
+    assert_string_equal(inv.message, "exclude must be an array of at most 1000 integers");
+    free(big);
+    free(rq);
+}
+
+static void test_stories_fields(void **state)
+{
+    (void)state;
+    struct story_service_req rq;
+    struct jv_invalid inv;
+    assert_int_equal(story("{}", &rq, &inv), 0);
+    assert_int_equal(rq.source, STORY_SERVICE_SRC_GOOGLE);
+    assert_int_equal(rq.theme, STORY_SERVICE_THEME_DEFAULT);
+    assert_int_equal(rq.limit, 5);
+    assert_false(rq.stream || rq.has_seed || rq.has_max_tokens || rq.has_temperature || rq.has_top_p);
+    assert_int_equal(story("{\"source\": \"rss\", \"url\": \"https://example.org/f.xml\", "
+                           "\"theme\": \"sci-fi\", \"limit\": 20, \"geo\": \"GB\", "
+                           "\"max_tokens\": 1024, \"temperature\": 0, \"top_p\": 1, "
+                           "\"seed\": -42, \"stream\": true}", &rq, &inv), 0);
+    assert_int_equal(rq.source, STORY_SERVICE_SRC_RSS);
+    assert_int_equal(rq.theme, STORY_SERVICE_THEME_SCIFI);
+    assert_string_equal(rq.url, "https://example.org/f.xml");
+    assert_string_equal(rq.geo, "GB");
+    assert_true(rq.has_max_tokens && rq.max_tokens == 1024);
+    assert_true(rq.has_temperature && rq.temperature == 0);
+    assert_true(rq.has_seed && rq.seed == -42);
+    assert_true(rq.stream);
+    struct { const char *body, *field; } bad[] = {
+        {"{\"source\": \"bing\"}", "source"},
+        {"{\"theme\": \"Comedy\"}", "theme"},
+        {"{\"limit\": 0}", "limit"},
+        {"{\"limit\": 21}", "limit"},
+        {"{\"geo\": \"ABCDEFGHI\"}", "geo"},
+        {"{\"geo\": \"U S\"}", "geo"},
+        {"{\"source\": \"rss\"}", "url"},
+        {"{\"source\": \"rss\", \"url\": \"ftp://x\"}", "url"},
+        {"{\"max_tokens\": 1025}", "max_tokens"},
+        {"{\"temperature\": 2.01}", "temperature"},
+        {"{\"top_p\": -0.1}", "top_p"},
+        {"{\"seed\": 1.5}", "seed"},
+        {"{\"stream\": \"yes\"}", "stream"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&inv, 0, sizeof inv);
+        assert_int_equal(story(bad[i].body, &rq, &inv), -1);
+        assert_string_equal(inv.field, bad[i].field);
+        assert_non_null(strstr(inv.message, bad[i].field));
+    }
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -357,6 +478,8 @@ int main(void)
         cmocka_unit_test_teardown(test_nanorec, kill_child),
         cmocka_unit_test_teardown(test_trendstory, kill_child),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_recommend_fields),
+        cmocka_unit_test(test_stories_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
