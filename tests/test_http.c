@@ -2,6 +2,7 @@
  * socket client in tests/http_client.c. */
 #include "testutil.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,6 +17,13 @@
 #include "serve/json.h"
 
 #define HOST "127.0.0.1"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 
 static void sleep_ms(int ms)
 {
@@ -373,6 +381,10 @@ static void test_keepalive_100(void **state)
     s = prom_find(doc, "http_request_duration_seconds_count", "route=\"/hello\"");
     assert_non_null(s);
     assert_true(s->value >= 100);
+    s = prom_find(doc, "http_connections_open", NULL); /* this connection at least */
+    assert_true(s && s->value >= 1);
+    s = prom_find(doc, "http_requests_in_flight", NULL); /* the /metrics request itself */
+    assert_true(s && s->value >= 1);
     free(doc);
     hc_resp_free(&r);
     hc_close(c);
@@ -612,6 +624,49 @@ static void test_bind_errors(void **state)
     http_server_free(srv);
 }
 
+static bool readable(struct hc_conn *c, int ms)
+{
+    struct pollfd p = {c->fd, POLLIN, 0};
+    return poll(&p, 1, ms) > 0;
+}
+
+/* At max_connections MHD stops accepting (a new client waits in the backlog); idle
+ * connections are closed after conn_timeout_s, which frees the slots. */
+static void test_conn_limits(void **state)
+{
+    (void)state;
+    struct err e;
+    struct http_cfg cfg = {.host = HOST, .workers = -1, .io_threads = 1, .max_connections = 2,
+                           .conn_timeout_s = 1};
+    struct http_server *srv = http_server_new(&cfg, &e);
+    assert_non_null(srv);
+    assert_int_equal(http_route(srv, "GET", "/hello", h_hello, NULL), 0);
+    assert_int_equal(http_server_start(srv, &e), 0);
+    int port = http_server_port(srv);
+    struct hc_conn *a = hc_connect(HOST, port, 5000), *b = hc_connect(HOST, port, 5000);
+    struct hc_resp r;
+    assert_int_equal(hc_request(a, "GET", "/hello", NULL, NULL, 0, &r), 0);
+    hc_resp_free(&r);
+    assert_int_equal(hc_request(b, "GET", "/hello", NULL, NULL, 0, &r), 0);
+    hc_resp_free(&r);
+    double t0 = now_ms();
+    struct hc_conn *c = hc_connect(HOST, port, 5000); /* the kernel queues it */
+    assert_non_null(c);
+    assert_int_equal(hc_send_request(c, "GET", "/hello", NULL, NULL, 0), 0);
+    assert_false(readable(c, 300)); /* not served while both slots are taken */
+    /* a and b idle out after about a second; then c is served */
+    assert_true(hc_peer_closed(a, 3000));
+    assert_true(hc_peer_closed(b, 3000));
+    assert_int_equal(hc_read_head(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(now_ms() - t0 >= 500);
+    hc_resp_free(&r);
+    hc_close(a);
+    hc_close(b);
+    hc_close(c);
+    http_server_free(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -625,6 +680,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sse_disconnect, setup, teardown),
         cmocka_unit_test(test_graceful_stop),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
+        cmocka_unit_test(test_conn_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

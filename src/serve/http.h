@@ -83,7 +83,7 @@ struct http_cfg {
     int workers;               /* compute workers for http_defer; 0 = online CPUs, -1 = none */
     int queue_capacity;        /* jobs that may wait; 0 = 64 */
     size_t max_body;           /* bytes; 0 = 1 MiB */
-    unsigned max_connections;  /* 0 = 1024 */
+    unsigned max_connections;  /* 0 = 1024; beyond it new clients wait in the listen backlog */
     unsigned conn_timeout_s;   /* idle connection timeout; 0 = 30 */
     int retry_after_s;         /* Retry-After on 503; 0 = 1 */
     struct metrics *metrics;   /* registry to count in; NULL = the server makes its own */
