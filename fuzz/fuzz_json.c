@@ -32,7 +32,8 @@ static void walk(const struct jv *v, int depth)
         if (!jv_bool(v, &b)) abort();
         break;
     case JV_ARRAY:
-        for (size_t k = 0; k < jv_len(v); k++) walk(jv_at(v, k), depth + 1);
+        for (size_t k = 0; k < jv_len(v); k++)
+            walk(jv_at(v, k), depth + 1);
         if (jv_at(v, jv_len(v))) abort();
         break;
     case JV_OBJECT: {

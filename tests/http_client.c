@@ -59,17 +59,18 @@ int hc_send(struct hc_conn *c, const void *data, size_t len)
     return 0;
 }
 
-int hc_send_request(struct hc_conn *c, const char *method, const char *path,
-                    const char *headers, const char *body, size_t body_len)
+int hc_send_request(struct hc_conn *c, const char *method, const char *path, const char *headers,
+                    const char *body, size_t body_len)
 {
     char head[4096];
     int n;
     if (body)
-        n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n",
-                     method, path, headers ? headers : "", body_len);
+        n = snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n", method,
+                     path, headers ? headers : "", body_len);
     else
-        n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n", method,
-                     path, headers ? headers : "");
+        n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n", method, path,
+                     headers ? headers : "");
     if (n < 0 || (size_t)n >= sizeof head) return -1;
     if (hc_send(c, head, (size_t)n)) return -1;
     if (body && body_len && hc_send(c, body, body_len)) return -1;
@@ -210,7 +211,8 @@ int hc_read_body(struct hc_conn *c, struct hc_resp *r, bool head_request)
                 return -1;
             }
             if (n == 0) break;
-            while (len + n + 1 > cap) cap *= 2;
+            while (len + n + 1 > cap)
+                cap *= 2;
             char *nb = realloc(b, cap);
             if (!nb) {
                 free(d);
@@ -248,7 +250,8 @@ int hc_read_body(struct hc_conn *c, struct hc_resp *r, bool head_request)
             }
         }
         size_t k = c->len - c->off;
-        while (len + k + 1 > cap) cap *= 2;
+        while (len + k + 1 > cap)
+            cap *= 2;
         char *nb = realloc(b, cap);
         if (!nb) {
             free(b);
@@ -284,9 +287,11 @@ const char *hc_header(const struct hc_resp *r, const char *name, char *buf, size
         if (!e) e = p + strlen(p);
         if ((size_t)(e - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
             const char *v = p + nl + 1;
-            while (v < e && (*v == ' ' || *v == '\t')) v++;
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
             size_t l = (size_t)(e - v);
-            while (l && (v[l - 1] == ' ' || v[l - 1] == '\r')) l--;
+            while (l && (v[l - 1] == ' ' || v[l - 1] == '\r'))
+                l--;
             if (l >= n) l = n - 1;
             memcpy(buf, v, l);
             buf[l] = '\0';
@@ -314,8 +319,8 @@ void hc_resp_free(struct hc_resp *r)
     memset(r, 0, sizeof *r);
 }
 
-int hc_fetch(const char *host, int port, const char *method, const char *path,
-             const char *body, struct hc_resp *r)
+int hc_fetch(const char *host, int port, const char *method, const char *path, const char *body,
+             struct hc_resp *r)
 {
     memset(r, 0, sizeof *r);
     struct hc_conn *c = hc_connect(host, port, 10000);

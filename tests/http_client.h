@@ -16,8 +16,8 @@ struct hc_conn {
 
 struct hc_resp {
     int status;
-    char *head;      /* the header lines as received, NUL-terminated */
-    char *body;      /* NUL-terminated (not counted in body_len); NULL before the body is read */
+    char *head; /* the header lines as received, NUL-terminated */
+    char *body; /* NUL-terminated (not counted in body_len); NULL before the body is read */
     size_t body_len;
     bool chunked;
     long long content_length; /* -1 if absent */
@@ -31,8 +31,8 @@ void hc_close(struct hc_conn *c);
 int hc_send(struct hc_conn *c, const void *data, size_t len);
 /** Sends a request: `headers` is extra header lines, each ending in \r\n (may be NULL);
  *  Content-Length is added when body is not NULL. */
-int hc_send_request(struct hc_conn *c, const char *method, const char *path,
-                    const char *headers, const char *body, size_t body_len);
+int hc_send_request(struct hc_conn *c, const char *method, const char *path, const char *headers,
+                    const char *body, size_t body_len);
 /** Reads the status line and headers. Returns 0 or -1. */
 int hc_read_head(struct hc_conn *c, struct hc_resp *r);
 /** Reads one chunk of a chunked body into a malloc'd buffer (*len 0: the last chunk, with
@@ -50,7 +50,7 @@ bool hc_peer_closed(struct hc_conn *c, int timeout_ms);
 void hc_resp_free(struct hc_resp *r);
 
 /** One request on a fresh connection that is closed afterwards. */
-int hc_fetch(const char *host, int port, const char *method, const char *path,
-             const char *body, struct hc_resp *r);
+int hc_fetch(const char *host, int port, const char *method, const char *path, const char *body,
+             struct hc_resp *r);
 
 #endif

@@ -168,7 +168,8 @@ bool prom_parse(const char *text, struct prom_doc *doc, char *err, size_t n)
                 return false;
             }
             int fi = 0;
-            while (fi < nf && strcmp(fams[fi].name, name) != 0) fi++;
+            while (fi < nf && strcmp(fams[fi].name, name) != 0)
+                fi++;
             if (fi == nf) {
                 if (nf == MAX_FAM) {
                     snprintf(err, n, "too many families");

@@ -119,13 +119,14 @@ static void slow_job(const struct http_req *req, struct http_resp *resp, void *a
     (void)arg;
     pthread_mutex_lock(&gate.mu);
     gate.started++;
-    while (!gate.open) pthread_cond_wait(&gate.cv, &gate.mu);
+    while (!gate.open)
+        pthread_cond_wait(&gate.cv, &gate.mu);
     int d = gate.delay_ms;
     pthread_mutex_unlock(&gate.mu);
     if (d) sleep_ms(d);
     char body[128];
-    int n = snprintf(body, sizeof body, "job done on worker %d for %zu bytes", worker,
-                     req->body_len);
+    int n =
+        snprintf(body, sizeof body, "job done on worker %d for %zu bytes", worker, req->body_len);
     http_resp_set(resp, 200, "text/plain", body, (size_t)n);
     pthread_mutex_lock(&gate.mu);
     gate.finished++;
@@ -195,8 +196,12 @@ struct fixture {
 static struct http_server *start_server(int workers, int queue, size_t max_body, int *port)
 {
     struct err e;
-    struct http_cfg cfg = {.host = HOST, .port = 0, .io_threads = 2, .workers = workers,
-                           .queue_capacity = queue, .max_body = max_body};
+    struct http_cfg cfg = {.host = HOST,
+                           .port = 0,
+                           .io_threads = 2,
+                           .workers = workers,
+                           .queue_capacity = queue,
+                           .max_body = max_body};
     struct http_server *srv = http_server_new(&cfg, &e);
     assert_non_null(srv);
     assert_int_equal(http_route(srv, "GET", "/hello", h_hello, NULL), 0);
@@ -206,8 +211,8 @@ static struct http_server *start_server(int workers, int queue, size_t max_body,
     assert_int_equal(http_route(srv, "GET", "/files/*", h_prefix, NULL), 0);
     assert_int_equal(http_route(srv, "GET", "/silent", h_silent, NULL), 0);
     assert_int_equal(http_route(srv, "GET", "/events", h_events, &g_stream), 0);
-    assert_int_equal(http_route(srv, "GET", "/metrics", http_handle_metrics,
-                                http_server_metrics(srv)), 0);
+    assert_int_equal(
+        http_route(srv, "GET", "/metrics", http_handle_metrics, http_server_metrics(srv)), 0);
     assert_int_equal(http_server_port(srv), -1);
     int rc = http_server_start(srv, &e);
     if (rc) print_message("start failed: %s\n", e.msg);
@@ -434,7 +439,8 @@ static void test_queue_full(void **state)
     struct hc_conn *a = hc_connect(HOST, port, 5000), *b = hc_connect(HOST, port, 5000),
                    *c = hc_connect(HOST, port, 5000);
     hc_send_request(a, "POST", "/slow", NULL, "", 0);
-    for (int i = 0; i < 500 && gate_started() < 1; i++) sleep_ms(5);
+    for (int i = 0; i < 500 && gate_started() < 1; i++)
+        sleep_ms(5);
     assert_int_equal(gate_started(), 1); /* A runs on the only worker */
     hc_send_request(b, "POST", "/slow", NULL, "", 0);
     sleep_ms(100); /* B waits in the queue (capacity 1) */
@@ -526,7 +532,8 @@ static void test_sse(void **state)
     assert_int_equal(r.status, 200);
     hc_resp_free(&r);
     hc_close(c);
-    for (int i = 0; i < 200 && !atomic_load(&g_stream.done); i++) sleep_ms(5);
+    for (int i = 0; i < 200 && !atomic_load(&g_stream.done); i++)
+        sleep_ms(5);
     assert_true(atomic_load(&g_stream.done));
     assert_false(atomic_load(&g_stream.on_close_called));
     assert_false(atomic_load(&g_stream.saw_error));
@@ -546,7 +553,8 @@ static void test_sse_disconnect(void **state)
     hc_resp_free(&r);
     assert_true(read_events(c, 3) >= 3);
     hc_close(c); /* the client goes away mid-stream */
-    for (int i = 0; i < 600 && !atomic_load(&g_stream.done); i++) sleep_ms(5);
+    for (int i = 0; i < 600 && !atomic_load(&g_stream.done); i++)
+        sleep_ms(5);
     assert_true(atomic_load(&g_stream.done));
     assert_true(atomic_load(&g_stream.saw_error));
     assert_true(atomic_load(&g_stream.on_close_called));
@@ -570,7 +578,8 @@ static void test_graceful_stop(void **state)
     assert_int_equal(hc_read_head(s, &r), 0);
     hc_resp_free(&r);
     hc_send_request(a, "POST", "/slow", NULL, "", 0);
-    for (int i = 0; i < 500 && gate_started() < 1; i++) sleep_ms(5);
+    for (int i = 0; i < 500 && gate_started() < 1; i++)
+        sleep_ms(5);
     assert_int_equal(gate_started(), 1);
     http_server_stop(srv);
     assert_int_equal(hc_read_head(a, &r), 0);
@@ -579,7 +588,8 @@ static void test_graceful_stop(void **state)
     assert_non_null(strstr(r.body, "job done"));
     hc_resp_free(&r);
     assert_true(read_events(s, 0) >= 1); /* the stream ended with its last chunk */
-    for (int i = 0; i < 400 && !atomic_load(&g_stream.done); i++) sleep_ms(5);
+    for (int i = 0; i < 400 && !atomic_load(&g_stream.done); i++)
+        sleep_ms(5);
     assert_true(atomic_load(&g_stream.done));
     assert_true(atomic_load(&g_stream.on_close_called));
     /* nothing listens any more */
@@ -636,8 +646,8 @@ static void test_conn_limits(void **state)
 {
     (void)state;
     struct err e;
-    struct http_cfg cfg = {.host = HOST, .workers = -1, .io_threads = 1, .max_connections = 2,
-                           .conn_timeout_s = 1};
+    struct http_cfg cfg = {
+        .host = HOST, .workers = -1, .io_threads = 1, .max_connections = 2, .conn_timeout_s = 1};
     struct http_server *srv = http_server_new(&cfg, &e);
     assert_non_null(srv);
     assert_int_equal(http_route(srv, "GET", "/hello", h_hello, NULL), 0);

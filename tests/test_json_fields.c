@@ -18,7 +18,8 @@ static struct jv *parse(const char *s)
 static void test_int(void **state)
 {
     (void)state;
-    struct jv *o = parse("{\"k\": 7, \"big\": 101, \"s\": \"7\", \"f\": 2.5, \"w\": 3.0, \"n\": null}");
+    struct jv *o =
+        parse("{\"k\": 7, \"big\": 101, \"s\": \"7\", \"f\": 2.5, \"w\": 3.0, \"n\": null}");
     struct jv_invalid inv;
     int64_t x;
     bool present;

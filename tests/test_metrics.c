@@ -71,8 +71,8 @@ static void test_hist_buckets(void **state)
     metrics_hist_observe(h, 0.05); /* <= 0.1 */
     metrics_hist_observe(h, 0.1);  /* le is inclusive */
     metrics_hist_observe(h, 0.5);
-    metrics_hist_observe(h, 20);   /* only +Inf */
-    metrics_hist_observe(h, NAN);  /* ignored */
+    metrics_hist_observe(h, 20);  /* only +Inf */
+    metrics_hist_observe(h, NAN); /* ignored */
     assert_int_equal(metrics_hist_count(h), 4);
     assert_true(fabs(metrics_hist_sum(h) - 20.65) < 1e-9);
     char *text = metrics_render(m, NULL);
@@ -96,16 +96,20 @@ static void test_render_parses(void **state)
 {
     (void)state;
     struct metrics *m = metrics_new();
-    metrics_counter_add(metrics_counter(m, "http_requests_total", "Requests by route.\nSecond line \\ ok",
-                                        L("route", "/x", "code", "2xx")), 7);
-    metrics_counter_add(metrics_counter(m, "http_requests_total", "",
-                                        L("route", "we\"ird\\path\n", "code", "4xx")), 2);
+    metrics_counter_add(metrics_counter(m, "http_requests_total",
+                                        "Requests by route.\nSecond line \\ ok",
+                                        L("route", "/x", "code", "2xx")),
+                        7);
+    metrics_counter_add(
+        metrics_counter(m, "http_requests_total", "", L("route", "we\"ird\\path\n", "code", "4xx")),
+        2);
     metrics_gauge_set(metrics_gauge(m, "temp", "A gauge.", NULL), -1.5);
     int depth = 5;
     assert_int_equal(metrics_gauge_fn(m, "queue_depth", "Jobs waiting.", NULL, five, &depth), 0);
     struct metrics_hist *h = metrics_hist(m, "lat_seconds", "Latency.", L("route", "/x"),
                                           METRICS_LATENCY_BUCKETS, METRICS_LATENCY_NBUCKETS);
-    for (int i = 0; i < 100; i++) metrics_hist_observe(h, i * 0.001);
+    for (int i = 0; i < 100; i++)
+        metrics_hist_observe(h, i * 0.001);
     metrics_hist(m, "lat_seconds", "Latency.", L("route", "/empty"), METRICS_LATENCY_BUCKETS,
                  METRICS_LATENCY_NBUCKETS);
     size_t len = 0;
@@ -134,7 +138,8 @@ static void test_render_parses(void **state)
     s = prom_find(doc, "lat_seconds_count", "route=\"/empty\"");
     assert_true(s && s->value == 0);
     /* the help text's newline and backslash are escaped */
-    assert_non_null(strstr(text, "# HELP http_requests_total Requests by route.\\nSecond line \\\\ ok\n"));
+    assert_non_null(
+        strstr(text, "# HELP http_requests_total Requests by route.\\nSecond line \\\\ ok\n"));
     assert_non_null(strstr(text, "# TYPE lat_seconds histogram\n"));
     free(doc);
     free(text);
@@ -148,14 +153,16 @@ static void test_parser_rejects(void **state)
     struct prom_doc *doc = malloc(sizeof *doc);
     char err[256];
     assert_true(prom_parse("# TYPE a counter\na 1\n", doc, err, sizeof err));
-    assert_false(prom_parse("a 1\n", doc, err, sizeof err));                      /* no TYPE */
+    assert_false(prom_parse("a 1\n", doc, err, sizeof err));                          /* no TYPE */
     assert_false(prom_parse("# TYPE a counter\na{x=\"1} 1\n", doc, err, sizeof err)); /* quote */
-    assert_false(prom_parse("# TYPE a counter\na one\n", doc, err, sizeof err));    /* value */
-    assert_false(prom_parse("# TYPE a counter\na 1", doc, err, sizeof err));        /* newline */
+    assert_false(prom_parse("# TYPE a counter\na one\n", doc, err, sizeof err));      /* value */
+    assert_false(prom_parse("# TYPE a counter\na 1", doc, err, sizeof err));          /* newline */
     assert_false(prom_parse("# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\n"
-                            "h_sum 1\nh_count 1\n", doc, err, sizeof err));     /* decreasing */
+                            "h_sum 1\nh_count 1\n",
+                            doc, err, sizeof err)); /* decreasing */
     assert_false(prom_parse("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\n"
-                            "h_sum 1\nh_count 3\n", doc, err, sizeof err));     /* count */
+                            "h_sum 1\nh_count 3\n",
+                            doc, err, sizeof err)); /* count */
     free(doc);
 }
 
@@ -185,8 +192,10 @@ static void test_concurrent_updates(void **state)
     struct metrics *m = metrics_new();
     struct hammer hm = {m, 50000};
     pthread_t t[4];
-    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, hammer_thread, &hm);
-    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, hammer_thread, &hm);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
     assert_int_equal(metrics_counter_get(metrics_counter(m, "hits_total", "h", NULL)), 200000);
     assert_true(metrics_gauge_get(metrics_gauge(m, "level", "g", NULL)) == 200000.0);
     const double b[] = {1};
@@ -199,9 +208,9 @@ static void test_concurrent_updates(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_counter_identity),  cmocka_unit_test(test_gauge),
-        cmocka_unit_test(test_hist_buckets),      cmocka_unit_test(test_render_parses),
-        cmocka_unit_test(test_parser_rejects),    cmocka_unit_test(test_concurrent_updates),
+        cmocka_unit_test(test_counter_identity), cmocka_unit_test(test_gauge),
+        cmocka_unit_test(test_hist_buckets),     cmocka_unit_test(test_render_parses),
+        cmocka_unit_test(test_parser_rejects),   cmocka_unit_test(test_concurrent_updates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,10 +23,10 @@
 #define HOST "127.0.0.1"
 
 struct svc_case {
-    const char *name;     /* binary */
-    const char *post;     /* the main POST route */
-    const char *valid;    /* a valid body */
-    const char *invalid;  /* an out-of-range body */
+    const char *name;    /* binary */
+    const char *post;    /* the main POST route */
+    const char *valid;   /* a valid body */
+    const char *invalid; /* an out-of-range body */
     const char *bad_field;
 };
 
@@ -67,7 +67,8 @@ static void dump_stderr(const struct child *c)
     FILE *f = fopen(c->errlog, "r");
     if (!f) return;
     char line[512];
-    while (fgets(line, sizeof line, f)) print_message("  [%s] %s", "stderr", line);
+    while (fgets(line, sizeof line, f))
+        print_message("  [%s] %s", "stderr", line);
     fclose(f);
 }
 
@@ -94,8 +95,7 @@ static int spawn(const char *name, const char *extra, struct child *c, char *lin
             execl(bin, bin, "serve", "--port", "0", "--web", web, "--workers", "1", extra,
                   (char *)NULL);
         else
-            execl(bin, bin, "serve", "--port", "0", "--web", web, "--workers", "1",
-                  (char *)NULL);
+            execl(bin, bin, "serve", "--port", "0", "--web", web, "--workers", "1", (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);
@@ -208,8 +208,8 @@ static void check_service(const struct svc_case *sc)
     assert_non_null(strstr(r.body, "must be a JSON object"));
     hc_resp_free(&r);
     /* out of range: 400 naming the field */
-    assert_int_equal(
-        hc_request(c, "POST", sc->post, NULL, sc->invalid, strlen(sc->invalid), &r), 0);
+    assert_int_equal(hc_request(c, "POST", sc->post, NULL, sc->invalid, strlen(sc->invalid), &r),
+                     0);
     assert_int_equal(r.status, 400);
     char want[64];
     snprintf(want, sizeof want, "\"field\":\"%s\"", sc->bad_field);
@@ -334,8 +334,8 @@ static void test_bad_options(void **state)
         char bin[512];
         snprintf(bin, sizeof bin, "%s/%s", test_build_dir(), names[i]);
         TEST_REQUIRE_PATH(bin);
-        const char *argsets[][3] = {{"--port", "70000", NULL}, {"--bogus", NULL, NULL},
-                                    {"--port", NULL, NULL}};
+        const char *argsets[][3] = {
+            {"--port", "70000", NULL}, {"--bogus", NULL, NULL}, {"--port", NULL, NULL}};
         for (int a = 0; a < 3; a++) {
             pid_t pid = fork();
             if (pid == 0) {
@@ -388,8 +388,11 @@ static void test_recommend_fields(void **state)
     assert_int_equal(rq->user_id, 5);
     assert_int_equal(rq->k, 10); /* default */
     assert_false(rq->explain);
-    assert_int_equal(rec("{\"user_id\": 0, \"k\": 100, \"explain\": true, \"include_history\": true, "
-                         "\"exclude\": [3, 4], \"other\": {\"x\": 1}}", rq, &inv), 0);
+    assert_int_equal(
+        rec("{\"user_id\": 0, \"k\": 100, \"explain\": true, \"include_history\": true, "
+            "\"exclude\": [3, 4], \"other\": {\"x\": 1}}",
+            rq, &inv),
+        0);
     assert_int_equal(rq->k, 100);
     assert_true(rq->explain && rq->include_history);
     assert_int_equal(rq->n_exclude, 2);
@@ -414,7 +417,8 @@ static void test_recommend_fields(void **state)
     /* 1000 ids are fine, 1001 are not */
     char *big = malloc(16 * 1024);
     strcpy(big, "{\"user_id\": 1, \"exclude\": [0");
-    for (int i = 1; i < 1000; i++) strcat(big, ",7");
+    for (int i = 1; i < 1000; i++)
+        strcat(big, ",7");
     strcat(big, "]}");
     assert_int_equal(rec(big, rq, &inv), 0);
     assert_int_equal(rq->n_exclude, 1000);
@@ -435,11 +439,14 @@ static void test_stories_fields(void **state)
     assert_int_equal(rq.source, STORY_SERVICE_SRC_GOOGLE);
     assert_int_equal(rq.theme, STORY_SERVICE_THEME_DEFAULT);
     assert_int_equal(rq.limit, 5);
-    assert_false(rq.stream || rq.has_seed || rq.has_max_tokens || rq.has_temperature || rq.has_top_p);
+    assert_false(rq.stream || rq.has_seed || rq.has_max_tokens || rq.has_temperature ||
+                 rq.has_top_p);
     assert_int_equal(story("{\"source\": \"rss\", \"url\": \"https://example.org/f.xml\", "
                            "\"theme\": \"sci-fi\", \"limit\": 20, \"geo\": \"GB\", "
                            "\"max_tokens\": 1024, \"temperature\": 0, \"top_p\": 1, "
-                           "\"seed\": -42, \"stream\": true}", &rq, &inv), 0);
+                           "\"seed\": -42, \"stream\": true}",
+                           &rq, &inv),
+                     0);
     assert_int_equal(rq.source, STORY_SERVICE_SRC_RSS);
     assert_int_equal(rq.theme, STORY_SERVICE_THEME_SCIFI);
     assert_string_equal(rq.url, "https://example.org/f.xml");
@@ -448,7 +455,9 @@ static void test_stories_fields(void **state)
     assert_true(rq.has_temperature && rq.temperature == 0);
     assert_true(rq.has_seed && rq.seed == -42);
     assert_true(rq.stream);
-    struct { const char *body, *field; } bad[] = {
+    struct {
+        const char *body, *field;
+    } bad[] = {
         {"{\"source\": \"bing\"}", "source"},
         {"{\"theme\": \"Comedy\"}", "theme"},
         {"{\"limit\": 0}", "limit"},

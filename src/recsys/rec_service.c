@@ -25,12 +25,11 @@ int rec_service_req_parse(const struct jv *root, struct rec_service_req *out,
     bool has_user;
     if (jv_field_int_array(root, "history", false, REC_SERVICE_MAX_IDS, 0, REC_SERVICE_MAX_ID,
                            out->history, &out->n_history, NULL, inv) ||
-        jv_field_int(root, "user_id", false, 0, REC_SERVICE_MAX_ID, -1, &out->user_id,
-                     &has_user, inv) ||
+        jv_field_int(root, "user_id", false, 0, REC_SERVICE_MAX_ID, -1, &out->user_id, &has_user,
+                     inv) ||
         jv_field_int(root, "k", false, 1, REC_SERVICE_MAX_K, 10, &k, NULL, inv) ||
         jv_field_bool(root, "explain", false, false, &out->explain, NULL, inv) ||
-        jv_field_bool(root, "include_history", false, false, &out->include_history, NULL,
-                      inv) ||
+        jv_field_bool(root, "include_history", false, false, &out->include_history, NULL, inv) ||
         jv_field_int_array(root, "exclude", false, REC_SERVICE_MAX_IDS, 0, REC_SERVICE_MAX_ID,
                            out->exclude, &out->n_exclude, NULL, inv))
         return -1;
@@ -84,8 +83,7 @@ int rec_service_cmd(int argc, char **argv)
             if (bad) return 2;
             continue;
         }
-        fprintf(stderr, "nanorec serve: unknown option '%s' (see nanorec serve --help)\n",
-                argv[i]);
+        fprintf(stderr, "nanorec serve: unknown option '%s' (see nanorec serve --help)\n", argv[i]);
         return 2;
     }
     service_block_signals();

@@ -14,25 +14,25 @@
 #define REC_SERVICE_MAX_K 100
 #define REC_SERVICE_MAX_ID 2147483647
 
-#define REC_SERVICE_USAGE                                                                        \
-    "usage: nanorec serve [options]\n"                                                           \
-    "  Serves POST /recommend, GET /healthz, GET /readyz, GET /metrics and the page at /.\n"   \
-    "  Prints one line, \"nanorec listening on http://HOST:PORT/\", once it accepts\n"          \
-    "  connections; stops cleanly on SIGINT or SIGTERM.\n"                                     \
-    "options:\n"                                                                               \
-    "  --host H         address to bind (default 127.0.0.1)\n"                                 \
-    "  --port P         port to bind, 0 = any free port (default 8000)\n"                      \
-    "  --web DIR        folder with index.html and static files (default web/nanorec)\n"      \
-    "  --threads N      HTTP I/O threads (default 2)\n"                                        \
-    "  --workers N      compute workers (default: one per core)\n"                             \
-    "  --queue N        requests that may wait for a worker before 503 (default 64)\n"         \
+#define REC_SERVICE_USAGE                                                                          \
+    "usage: nanorec serve [options]\n"                                                             \
+    "  Serves POST /recommend, GET /healthz, GET /readyz, GET /metrics and the page at /.\n"       \
+    "  Prints one line, \"nanorec listening on http://HOST:PORT/\", once it accepts\n"             \
+    "  connections; stops cleanly on SIGINT or SIGTERM.\n"                                         \
+    "options:\n"                                                                                   \
+    "  --host H         address to bind (default 127.0.0.1)\n"                                     \
+    "  --port P         port to bind, 0 = any free port (default 8000)\n"                          \
+    "  --web DIR        folder with index.html and static files (default web/nanorec)\n"           \
+    "  --threads N      HTTP I/O threads (default 2)\n"                                            \
+    "  --workers N      compute workers (default: one per core)\n"                                 \
+    "  --queue N        requests that may wait for a worker before 503 (default 64)\n"             \
     "  --max-body BYTES largest request body accepted (default 1048576)\n"
 
 /** A validated POST /recommend body. */
 struct rec_service_req {
-    int64_t user_id;   /* -1 when not given */
-    int k;             /* 1..100, default 10 */
-    bool explain;      /* default false */
+    int64_t user_id;      /* -1 when not given */
+    int k;                /* 1..100, default 10 */
+    bool explain;         /* default false */
     bool include_history; /* default false */
     size_t n_exclude, n_history;
     int64_t exclude[REC_SERVICE_MAX_IDS]; /* item ids, 0..REC_SERVICE_MAX_ID */

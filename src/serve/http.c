@@ -112,11 +112,11 @@ struct http_sse {
     struct MHD_Connection *mc;
     char *buf;
     size_t off, len, cap, max;
-    bool suspended;     /* we suspended the connection from the reader; resume on news */
-    bool counted;       /* counted in srv->n_suspended until MHD calls us again */
-    bool ended;         /* the producer called http_sse_end */
-    bool stop;          /* the server is stopping: end after what is queued */
-    bool mhd_done;      /* MHD released the response */
+    bool suspended; /* we suspended the connection from the reader; resume on news */
+    bool counted;   /* counted in srv->n_suspended until MHD calls us again */
+    bool ended;     /* the producer called http_sse_end */
+    bool stop;      /* the server is stopping: end after what is queued */
+    bool mhd_done;  /* MHD released the response */
     http_sse_close_fn on_close;
     void *ctx;
     struct http_sse *prev, *next;
@@ -153,8 +153,8 @@ void http_resp_take(struct http_resp *resp, int status, const char *content_type
     resp->body_len = body ? len : 0;
 }
 
-void http_resp_set(struct http_resp *resp, int status, const char *content_type,
-                   const char *body, size_t len)
+void http_resp_set(struct http_resp *resp, int status, const char *content_type, const char *body,
+                   size_t len)
 {
     char *copy = NULL;
     if (len) {
@@ -334,8 +334,8 @@ struct http_server *http_server_new(const struct http_cfg *cfg, struct err *err)
     if (stat_for(srv, "other") != 0) goto nomem;
     srv->g_in_flight = metrics_gauge(srv->metrics, "http_requests_in_flight",
                                      "Requests received and not yet completed.", NULL);
-    srv->g_conns = metrics_gauge(srv->metrics, "http_connections_open",
-                                 "Open client connections.", NULL);
+    srv->g_conns =
+        metrics_gauge(srv->metrics, "http_connections_open", "Open client connections.", NULL);
     const char *help = "Requests refused before reaching a handler, by reason.";
     srv->c_queue_full = metrics_counter(srv->metrics, "http_rejected_total", help,
                                         (const char *[]){"reason", "queue_full", NULL});
@@ -346,8 +346,8 @@ struct http_server *http_server_new(const struct http_cfg *cfg, struct err *err)
     if (c.workers > 0) {
         srv->jobq = jobq_new(c.workers, c.queue_capacity, err);
         if (!srv->jobq) goto fail;
-        metrics_gauge_fn(srv->metrics, "http_job_queue_depth", "Jobs waiting for a worker.",
-                         NULL, queue_depth, srv);
+        metrics_gauge_fn(srv->metrics, "http_job_queue_depth", "Jobs waiting for a worker.", NULL,
+                         queue_depth, srv);
     }
     return srv;
 nomem:
@@ -357,8 +357,8 @@ fail:
     return NULL;
 }
 
-int http_route(struct http_server *srv, const char *method, const char *path,
-               http_handler_fn fn, void *ctx)
+int http_route(struct http_server *srv, const char *method, const char *path, http_handler_fn fn,
+               void *ctx)
 {
     if (!srv || !method || !path || path[0] != '/' || !fn || srv->started) return ERR_INVALID;
     if (srv->n_routes == srv->cap_routes) {
@@ -446,8 +446,8 @@ static void route_lookup(struct http_server *srv, struct http_conn *c, const cha
     c->stat = 0;
     for (int i = 0; i < srv->n_routes; i++) {
         const struct route *r = &srv->routes[i];
-        bool match = r->prefix ? strncmp(path, r->path, r->path_len) == 0
-                               : strcmp(path, r->path) == 0;
+        bool match =
+            r->prefix ? strncmp(path, r->path, r->path_len) == 0 : strcmp(path, r->path) == 0;
         if (!match) continue;
         if (!known) c->stat = r->stat;
         known = true;
@@ -491,8 +491,8 @@ static enum MHD_Result send_response(struct http_conn *c)
     struct http_resp *r = &c->resp;
     if (r->status < 100 || r->status > 599) {
         log_error("http", "%s %s: the handler gave no answer", c->req.method, c->req.path);
-        http_resp_error(r, 500, "internal", "the handler for %s %s gave no answer",
-                        c->req.method, c->req.path);
+        http_resp_error(r, 500, "internal", "the handler for %s %s gave no answer", c->req.method,
+                        c->req.path);
     }
     struct MHD_Response *mr;
     if (r->sse) {
@@ -549,7 +549,8 @@ static void append_body(struct http_conn *c, const char *data, size_t n)
     }
     if (c->len + n + 1 > c->cap) {
         size_t cap = c->cap ? c->cap : 1024;
-        while (cap < c->len + n + 1) cap *= 2;
+        while (cap < c->len + n + 1)
+            cap *= 2;
         if (cap > max + 1) cap = max + 1;
         char *b = realloc(c->body, cap);
         if (!b) { /* treat as too large: we cannot hold it */
@@ -570,13 +571,13 @@ static void append_body(struct http_conn *c, const char *data, size_t n)
 static void too_large(struct http_conn *c)
 {
     metrics_counter_inc(c->srv->c_too_large);
-    http_resp_error(&c->resp, 413, "body_too_large",
-                    "request body is over the limit of %zu bytes", c->srv->cfg.max_body);
+    http_resp_error(&c->resp, 413, "body_too_large", "request body is over the limit of %zu bytes",
+                    c->srv->cfg.max_body);
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_size, void **con_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_size, void **con_cls)
 {
     struct http_server *srv = cls;
     struct http_conn *c = *con_cls;
@@ -595,8 +596,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         c->req.conn = c;
         metrics_gauge_add(srv->g_in_flight, 1);
         route_lookup(srv, c, method, url);
-        const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             char *end;
             errno = 0;
@@ -673,7 +674,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
     log_warn("http", "libmicrohttpd: %s", msg);
 }
 
@@ -689,16 +691,12 @@ int http_server_start(struct http_server *srv, struct err *err)
         {MHD_OPTION_END, 0, NULL},
     };
     srv->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg.conn_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_ARRAY, srv->cfg.io_threads > 1 ? pool : pool + 1,
-        MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_access, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)srv->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)srv->cfg.conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_ARRAY, srv->cfg.io_threads > 1 ? pool : pool + 1, MHD_OPTION_END);
     if (!srv->d) {
         close(srv->listen_fd);
         srv->listen_fd = -1;
@@ -874,7 +872,8 @@ static int sse_append(struct http_sse *s, const char *p, size_t n)
 {
     if (s->len + n > s->cap) {
         size_t cap = s->cap ? s->cap : 1024;
-        while (cap < s->len + n) cap *= 2;
+        while (cap < s->len + n)
+            cap *= 2;
         char *b = realloc(s->buf, cap);
         if (!b) return ERR_NOMEM;
         s->buf = b;
@@ -1047,13 +1046,14 @@ void http_server_free(struct http_server *srv)
         free(srv->routes[i].path);
     }
     free(srv->routes);
-    for (int i = 0; i < srv->n_stats; i++) free(srv->stats[i].label);
+    for (int i = 0; i < srv->n_stats; i++)
+        free(srv->stats[i].label);
     free(srv->stats);
     if (srv->own_metrics)
         metrics_free(srv->metrics);
     else if (srv->cfg.workers > 0) /* the registry outlives us: detach the depth sampler */
-        metrics_gauge_fn(srv->metrics, "http_job_queue_depth", "Jobs waiting for a worker.",
-                         NULL, zero_gauge, NULL);
+        metrics_gauge_fn(srv->metrics, "http_job_queue_depth", "Jobs waiting for a worker.", NULL,
+                         zero_gauge, NULL);
     pthread_mutex_destroy(&srv->defer_mu);
     pthread_mutex_destroy(&srv->sse_mu);
     free(srv);

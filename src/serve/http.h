@@ -32,9 +32,9 @@ struct http_conn;   /* opaque per-request state */
 
 /** A request as handlers see it. Valid until the response has been sent. */
 struct http_req {
-    const char *method;  /* "GET", "POST", ... */
-    const char *path;    /* decoded path, without the query string */
-    const char *body;    /* the complete body, NUL-terminated (the NUL is not counted); "" if none */
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* decoded path, without the query string */
+    const char *body;   /* the complete body, NUL-terminated (the NUL is not counted); "" if none */
     size_t body_len;
     struct http_conn *conn; /* internal */
 };
@@ -48,19 +48,19 @@ const char *http_req_header(const struct http_req *req, const char *name);
 
 /** A response being built. Use the http_resp_* functions; the server frees what they hold. */
 struct http_resp {
-    int status;            /* 0 until a handler answers */
+    int status; /* 0 until a handler answers */
     char content_type[96];
-    char *body;            /* malloc'd, owned by the response */
+    char *body; /* malloc'd, owned by the response */
     size_t body_len;
     int n_headers;
     char *header_name[HTTP_MAX_EXTRA_HEADERS];
     char *header_value[HTTP_MAX_EXTRA_HEADERS];
-    struct http_sse *sse;  /* set by http_sse_start */
+    struct http_sse *sse; /* set by http_sse_start */
 };
 
 /** Answers with a copy of body[0..len). Replaces any earlier body. Out of memory: 500. */
-void http_resp_set(struct http_resp *resp, int status, const char *content_type,
-                   const char *body, size_t len);
+void http_resp_set(struct http_resp *resp, int status, const char *content_type, const char *body,
+                   size_t len);
 /** Same, taking ownership of a malloc'd body. */
 void http_resp_take(struct http_resp *resp, int status, const char *content_type, char *body,
                     size_t len);
@@ -77,24 +77,24 @@ typedef void (*http_job_fn)(const struct http_req *req, struct http_resp *resp, 
                             int worker);
 
 struct http_cfg {
-    const char *host;          /* address to bind; NULL = "127.0.0.1" */
-    int port;                  /* 0 = an ephemeral port (see http_server_port) */
-    int io_threads;            /* MHD thread pool size; 0 = 2 */
-    int workers;               /* compute workers for http_defer; 0 = online CPUs, -1 = none */
-    int queue_capacity;        /* jobs that may wait; 0 = 64 */
-    size_t max_body;           /* bytes; 0 = 1 MiB */
-    unsigned max_connections;  /* 0 = 1024; beyond it new clients wait in the listen backlog */
-    unsigned conn_timeout_s;   /* idle connection timeout; 0 = 30 */
-    int retry_after_s;         /* Retry-After on 503; 0 = 1 */
-    struct metrics *metrics;   /* registry to count in; NULL = the server makes its own */
+    const char *host;         /* address to bind; NULL = "127.0.0.1" */
+    int port;                 /* 0 = an ephemeral port (see http_server_port) */
+    int io_threads;           /* MHD thread pool size; 0 = 2 */
+    int workers;              /* compute workers for http_defer; 0 = online CPUs, -1 = none */
+    int queue_capacity;       /* jobs that may wait; 0 = 64 */
+    size_t max_body;          /* bytes; 0 = 1 MiB */
+    unsigned max_connections; /* 0 = 1024; beyond it new clients wait in the listen backlog */
+    unsigned conn_timeout_s;  /* idle connection timeout; 0 = 30 */
+    int retry_after_s;        /* Retry-After on 503; 0 = 1 */
+    struct metrics *metrics;  /* registry to count in; NULL = the server makes its own */
 };
 
 /** Makes a server (not yet listening). NULL + err on a bad config. */
 struct http_server *http_server_new(const struct http_cfg *cfg, struct err *err);
 /** Adds a route before http_server_start. `path` is exact, or a prefix when it ends in '*'
  *  (e.g. /static/ followed by a star). Returns 0 or a negative err_code. */
-int http_route(struct http_server *srv, const char *method, const char *path,
-               http_handler_fn fn, void *ctx);
+int http_route(struct http_server *srv, const char *method, const char *path, http_handler_fn fn,
+               void *ctx);
 /** Binds and starts the I/O threads. Returns 0, or a negative err_code with err filled
  *  (e.g. the port is taken). */
 int http_server_start(struct http_server *srv, struct err *err);

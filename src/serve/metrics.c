@@ -29,14 +29,14 @@ struct metrics_counter {
 };
 
 struct metrics_gauge {
-    _Atomic uint64_t bits; /* a double's bit pattern */
+    _Atomic uint64_t bits;   /* a double's bit pattern */
     double (*fn)(void *ctx); /* non-NULL: sampled at render time instead */
     void *ctx;
 };
 
 struct metrics_hist {
-    int n;                                         /* finite bounds */
-    const double *bounds;                          /* the family's */
+    int n;                                            /* finite bounds */
+    const double *bounds;                             /* the family's */
     _Atomic uint64_t counts[METRICS_MAX_BUCKETS + 1]; /* per bucket, not cumulative; [n]=+Inf */
     _Atomic uint64_t sum_bits;
 };
@@ -125,7 +125,8 @@ static void sb_reserve(struct sbuf *b, size_t extra)
 {
     if (b->oom || b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + extra + 1) cap *= 2;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) {
         b->oom = true;
@@ -206,7 +207,8 @@ static char *format_labels(const char *name, const char *const *labels, bool is_
         const char *k = labels[i], *v = labels[i + 1];
         if (!valid_label_name(k) || !v || (is_hist && strcmp(k, "le") == 0) ||
             ++n > METRICS_MAX_LABELS) {
-            log_error("metrics", "%s: invalid label '%s' (names are [a-zA-Z_][a-zA-Z0-9_]*, "
+            log_error("metrics",
+                      "%s: invalid label '%s' (names are [a-zA-Z_][a-zA-Z0-9_]*, "
                       "values non-NULL, at most %d pairs, no 'le' on histograms)",
                       name, k ? k : "(null)", METRICS_MAX_LABELS);
             free(b.p);
@@ -283,7 +285,8 @@ static struct series *lookup(struct metrics *m, const char *name, const char *he
     struct series *res = NULL;
     pthread_mutex_lock(&m->mu);
     struct family *f = m->head;
-    while (f && strcmp(f->name, name) != 0) f = f->next;
+    while (f && strcmp(f->name, name) != 0)
+        f = f->next;
     if (f) {
         if (f->type != type) {
             log_error("metrics", "%s is already registered with another type", name);
@@ -400,8 +403,7 @@ int metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
 }
 
 struct metrics_hist *metrics_hist(struct metrics *m, const char *name, const char *help,
-                                  const char *const *labels, const double *bounds,
-                                  int n_bounds)
+                                  const char *const *labels, const double *bounds, int n_bounds)
 {
     struct series *s = lookup(m, name, help, labels, MT_HIST, bounds, n_bounds);
     return s ? &s->h : NULL;
@@ -411,7 +413,8 @@ void metrics_hist_observe(struct metrics_hist *h, double v)
 {
     if (!h || isnan(v)) return;
     int i = 0;
-    while (i < h->n && v > h->bounds[i]) i++; /* le: v <= bound lands in bucket i */
+    while (i < h->n && v > h->bounds[i])
+        i++; /* le: v <= bound lands in bucket i */
     atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
     atomic_add_double(&h->sum_bits, v);
 }
@@ -428,8 +431,7 @@ uint64_t metrics_hist_count(const struct metrics_hist *h)
 double metrics_hist_sum(const struct metrics_hist *h)
 {
     if (!h) return 0.0;
-    return bitsd(
-        atomic_load_explicit(&((struct metrics_hist *)h)->sum_bits, memory_order_relaxed));
+    return bitsd(atomic_load_explicit(&((struct metrics_hist *)h)->sum_bits, memory_order_relaxed));
 }
 
 /* One sample line: name[suffix]{labels[,extra]} value */

@@ -59,8 +59,7 @@ int metrics_gauge_fn(struct metrics *m, const char *name, const char *help,
  *  bounds (at most METRICS_MAX_BUCKETS; +Inf is implicit). The bounds of a family are fixed
  *  by its first series; a later call with different bounds gets NULL. */
 struct metrics_hist *metrics_hist(struct metrics *m, const char *name, const char *help,
-                                  const char *const *labels, const double *bounds,
-                                  int n_bounds);
+                                  const char *const *labels, const double *bounds, int n_bounds);
 /** Records one observation (NaN is ignored). */
 void metrics_hist_observe(struct metrics_hist *h, double v);
 /** Observations so far and their sum (for tests and summaries). */

@@ -155,10 +155,14 @@ void service_not_ready(struct service *svc, struct http_resp *resp)
 static const char *content_type_of(const char *path)
 {
     static const char *map[][2] = {
-        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-        {".css", "text/css; charset=utf-8"},   {".json", "application/json"},
-        {".svg", "image/svg+xml"},             {".png", "image/png"},
-        {".ico", "image/x-icon"},              {".txt", "text/plain; charset=utf-8"},
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},
         {".map", "application/json"},
     };
     const char *dot = strrchr(path, '.');
@@ -304,8 +308,8 @@ void service_free(struct service *svc)
     free(svc);
 }
 
-int service_route(struct service *svc, const char *method, const char *path,
-                  http_handler_fn fn, void *ctx)
+int service_route(struct service *svc, const char *method, const char *path, http_handler_fn fn,
+                  void *ctx)
 {
     return http_route(svc->http, method, path, fn, ctx);
 }

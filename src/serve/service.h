@@ -28,14 +28,14 @@
 #include "serve/metrics.h"
 
 struct service_cfg {
-    const char *name;       /* "nanorec": used in the listening line and logs */
-    const char *host;       /* NULL = 127.0.0.1 */
-    int port;               /* 0 = ephemeral */
-    const char *web_dir;    /* NULL = "web/<name>" relative to the working directory */
-    int io_threads;         /* 0 = 2 */
-    int workers;            /* 0 = online CPUs */
-    int queue_capacity;     /* 0 = 64 */
-    size_t max_body;        /* 0 = 1 MiB */
+    const char *name;    /* "nanorec": used in the listening line and logs */
+    const char *host;    /* NULL = 127.0.0.1 */
+    int port;            /* 0 = ephemeral */
+    const char *web_dir; /* NULL = "web/<name>" relative to the working directory */
+    int io_threads;      /* 0 = 2 */
+    int workers;         /* 0 = online CPUs */
+    int queue_capacity;  /* 0 = 64 */
+    size_t max_body;     /* 0 = 1 MiB */
 };
 
 /** If argv[*i] is one of the common options (--host, --port, --web, --threads, --workers,
@@ -56,8 +56,8 @@ struct service; /* opaque */
 struct service *service_new(const struct service_cfg *cfg, struct err *err);
 void service_free(struct service *svc);
 /** Adds a route (before service_start); see http_route. */
-int service_route(struct service *svc, const char *method, const char *path,
-                  http_handler_fn fn, void *ctx);
+int service_route(struct service *svc, const char *method, const char *path, http_handler_fn fn,
+                  void *ctx);
 int service_add_check(struct service *svc, service_ready_fn fn, void *ctx);
 struct metrics *service_metrics(struct service *svc);
 /** Writes the readiness checks that fail as a JSON array of strings; returns their count. */

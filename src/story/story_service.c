@@ -11,8 +11,8 @@
 #include "base/log.h"
 #include "serve/service.h"
 
-const char *const story_service_sources[] = {"google", "hackernews", "wikipedia", "rss",
-                                             "youtube", "newsapi", NULL};
+const char *const story_service_sources[] = {"google",  "hackernews", "wikipedia", "rss",
+                                             "youtube", "newsapi",    NULL};
 const char *const story_service_themes[] = {"comedy",  "tragedy", "sarcasm", "mystery",
                                             "romance", "sci-fi",  "default", NULL};
 
@@ -46,8 +46,8 @@ int story_service_req_parse(const struct jv *root, struct story_service_req *out
         jv_field_str(root, "url", false, STORY_SERVICE_MAX_URL, "", &url, &url_len, NULL, inv) ||
         jv_field_int(root, "max_tokens", false, 1, STORY_SERVICE_MAX_TOKENS, 0, &max_tokens,
                      &out->has_max_tokens, inv) ||
-        jv_field_num(root, "temperature", false, 0, 2, 0, &out->temperature,
-                     &out->has_temperature, inv) ||
+        jv_field_num(root, "temperature", false, 0, 2, 0, &out->temperature, &out->has_temperature,
+                     inv) ||
         jv_field_num(root, "top_p", false, 0, 1, 0, &out->top_p, &out->has_top_p, inv) ||
         jv_field_int(root, "seed", false, INT64_MIN, INT64_MAX, 0, &out->seed, &out->has_seed,
                      inv) ||
@@ -64,8 +64,9 @@ int story_service_req_parse(const struct jv *root, struct story_service_req *out
     for (size_t i = 0; i < geo_len; i++) {
         char c = geo[i];
         if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '-'))
-            return fail(inv, "geo", "geo must be a region code such as US or GB (letters and "
-                                    "'-', at most 8)");
+            return fail(inv, "geo",
+                        "geo must be a region code such as US or GB (letters and "
+                        "'-', at most 8)");
     }
     if (url_len && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
         return fail(inv, "url", "url must start with http:// or https://");
