@@ -71,6 +71,22 @@ static void h_prefix(const struct http_req *req, struct http_resp *resp, void *c
     http_resp_set(resp, 200, "text/plain", req->path, strlen(req->path));
 }
 
+/* ?big=1 makes the writer overflow its 64-byte bound: the answer must be a 500, not a cut. */
+static void h_jw(const struct http_req *req, struct http_resp *resp, void *ctx)
+{
+    (void)ctx;
+    struct jw w;
+    jw_init(&w, 64);
+    jw_obj_begin(&w);
+    jw_key(&w, "msg");
+    jw_str(&w, http_req_query(req, "big")
+                   ? "0123456789012345678901234567890123456789012345678901234567890123456789"
+                   : "hi");
+    jw_obj_end(&w);
+    http_resp_json(resp, 200, &w);
+    assert_null(w.buf); /* taken or freed */
+}
+
 static void h_silent(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
     (void)req;
@@ -210,6 +226,7 @@ static struct http_server *start_server(int workers, int queue, size_t max_body,
     assert_int_equal(http_route(srv, "POST", "/slow", h_slow, NULL), 0);
     assert_int_equal(http_route(srv, "GET", "/files/*", h_prefix, NULL), 0);
     assert_int_equal(http_route(srv, "GET", "/silent", h_silent, NULL), 0);
+    assert_int_equal(http_route(srv, "GET", "/jw", h_jw, NULL), 0);
     assert_int_equal(http_route(srv, "GET", "/events", h_events, &g_stream), 0);
     assert_int_equal(
         http_route(srv, "GET", "/metrics", http_handle_metrics, http_server_metrics(srv)), 0);
@@ -287,6 +304,14 @@ static void test_routes(void **state)
     assert_int_equal(hc_request(c, "GET", "/silent", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 500);
     assert_non_null(strstr(r.body, "/silent"));
+    hc_resp_free(&r);
+    assert_int_equal(hc_request(c, "GET", "/jw", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"msg\":\"hi\"}");
+    assert_string_equal(hc_header(&r, "Content-Type", v, sizeof v), "application/json");
+    hc_resp_free(&r);
+    assert_int_equal(hc_request(c, "GET", "/jw?big=1", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 500);
     hc_resp_free(&r);
     /* all of that on one keep-alive connection */
     assert_false(hc_peer_closed(c, 50));

@@ -192,6 +192,17 @@ void http_resp_error(struct http_resp *resp, int status, const char *code, const
     http_resp_take(resp, status, "application/json", w.buf, w.len); /* takes w.buf */
 }
 
+void http_resp_json(struct http_resp *resp, int status, struct jw *w)
+{
+    if (w->overflow || !w->buf) {
+        jw_free(w);
+        http_resp_error(resp, 500, "internal", "the response did not fit its bound");
+        return;
+    }
+    http_resp_take(resp, status, "application/json", w->buf, w->len);
+    memset(w, 0, sizeof *w); /* the response owns the buffer now */
+}
+
 int http_resp_header(struct http_resp *resp, const char *name, const char *value)
 {
     if (resp->n_headers >= HTTP_MAX_EXTRA_HEADERS) return ERR_NOMEM;

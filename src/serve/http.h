@@ -67,6 +67,10 @@ void http_resp_take(struct http_resp *resp, int status, const char *content_type
 /** A JSON error body {"error":"<code>","message":"<printf text>"}. */
 void http_resp_error(struct http_resp *resp, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/** Answers with the JSON in `w` (application/json), taking its buffer (w is left empty).
+ *  A writer that overflowed answers 500 instead. */
+struct jw;
+void http_resp_json(struct http_resp *resp, int status, struct jw *w);
 /** Adds an extra header (copied). ERR_NOMEM past HTTP_MAX_EXTRA_HEADERS or out of memory. */
 int http_resp_header(struct http_resp *resp, const char *name, const char *value);
 

@@ -106,16 +106,6 @@ bool service_ready(struct service *svc)
     return true;
 }
 
-static void answer_jw(struct http_resp *resp, int status, struct jw *w)
-{
-    if (w->overflow || !w->buf) {
-        jw_free(w);
-        http_resp_error(resp, 500, "internal", "response too large");
-        return;
-    }
-    http_resp_take(resp, status, "application/json", w->buf, w->len);
-}
-
 static void h_readyz(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
     struct service *svc = ctx;
@@ -134,7 +124,7 @@ static void h_readyz(const struct http_req *req, struct http_resp *resp, void *c
         jw_raw(&w, missing.buf, missing.len);
     jw_obj_end(&w);
     jw_free(&missing);
-    answer_jw(resp, n == 0 ? 200 : 503, &w);
+    http_resp_json(resp, n == 0 ? 200 : 503, &w);
 }
 
 void service_not_ready(struct service *svc, struct http_resp *resp)
@@ -149,7 +139,7 @@ void service_not_ready(struct service *svc, struct http_resp *resp)
     jw_key(&w, "missing");
     service_write_missing(svc, &w);
     jw_obj_end(&w);
-    answer_jw(resp, 503, &w);
+    http_resp_json(resp, 503, &w);
 }
 
 static const char *content_type_of(const char *path)
@@ -390,5 +380,5 @@ void service_invalid(struct http_resp *resp, const struct jv_invalid *inv)
     struct jw w;
     jw_init(&w, 4096);
     jv_invalid_write(inv, &w);
-    answer_jw(resp, 400, &w);
+    http_resp_json(resp, 400, &w);
 }
