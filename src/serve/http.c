@@ -1017,9 +1017,10 @@ void http_server_stop(struct http_server *srv)
     if (!srv || !srv->started || srv->stopped) return;
     srv->stopped = true;
     atomic_store(&srv->stopping, true);
+    /* MHD gives the listening socket back, but its threads may still be taking it out of
+     * their epoll sets: close it only after MHD_stop_daemon. */
     MHD_socket lfd = MHD_quiesce_daemon(srv->d);
-    if (lfd != MHD_INVALID_SOCKET) close(lfd);
-    srv->listen_fd = -1;
+    srv->listen_fd = lfd != MHD_INVALID_SOCKET ? (int)lfd : -1;
     stop_streams(srv);
     /* Finish what is queued: every job resumes its connection. */
     pthread_mutex_lock(&srv->defer_mu);
@@ -1039,6 +1040,8 @@ void http_server_stop(struct http_server *srv)
         log_error("http", "%d connections still suspended after 10 s; stopping anyway", left);
     MHD_stop_daemon(srv->d);
     srv->d = NULL;
+    if (srv->listen_fd >= 0) close(srv->listen_fd);
+    srv->listen_fd = -1;
     log_info("http", "stopped %s:%d", srv->host, srv->port);
 }
 
