@@ -702,12 +702,18 @@ static void test_defer_stress(void **state)
 
 /* Stop while a deferred job runs and an event stream is open: the job's client still gets
  * its answer, the stream ends, the producer is told. */
+static void *stop_thread(void *srv)
+{
+    http_server_stop(srv);
+    return NULL;
+}
+
 static void test_graceful_stop(void **state)
 {
     (void)state;
     int port;
     struct http_server *srv = start_server(1, 4, 1024, &port);
-    gate_reset(true, 200);
+    gate_reset(true, 500);
     memset(&g_stream, 0, sizeof g_stream);
     g_stream.count = 100000;
     g_stream.every_ms = 20;
@@ -720,7 +726,21 @@ static void test_graceful_stop(void **state)
     for (int i = 0; i < 500 && gate_started() < 1; i++)
         sleep_ms(5);
     assert_int_equal(gate_started(), 1);
-    http_server_stop(srv);
+    struct hc_conn *k = hc_connect(HOST, port, 5000); /* an open keep-alive connection */
+    assert_int_equal(hc_request(k, "GET", "/hello", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    hc_resp_free(&r);
+    pthread_t stopper; /* the stop blocks until the job is done: run it beside the test */
+    pthread_create(&stopper, NULL, stop_thread, srv);
+    sleep_ms(60);
+    /* a new request during the stop is refused, and the connection is closed */
+    assert_int_equal(hc_request(k, "GET", "/hello", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "shutting_down"));
+    assert_true(hc_peer_closed(k, 2000));
+    hc_resp_free(&r);
+    hc_close(k);
+    pthread_join(stopper, NULL);
     assert_int_equal(hc_read_head(a, &r), 0);
     assert_int_equal(r.status, 200);
     assert_int_equal(hc_read_body(a, &r, false), 0);
