@@ -845,8 +845,10 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     s->suspended = true;
     s->counted = true;
     atomic_fetch_add(&s->srv->n_suspended, 1);
-    MHD_suspend_connection(s->mc);
     pthread_mutex_unlock(&s->mu);
+    /* Outside our lock (no MHD call is made under it). A producer that resumes between the
+     * unlock and this call is fine: MHD then cancels this suspension and calls us again. */
+    MHD_suspend_connection(s->mc);
     return 0;
 }
 
