@@ -118,7 +118,9 @@ void http_handle_metrics(const struct http_req *req, struct http_resp *resp, voi
 /** From inside a handler: run fn(req, resp, arg, worker) on the job queue and answer when it
  *  returns. Returns 0, or ERR_BUSY when the queue is full (resp is then already a 503 with
  *  Retry-After), or ERR_UNSUPPORTED when the server has no workers / is stopping (resp is a
- *  503). On failure `arg` stays the caller's to free. */
+ *  503), or ERR_INVALID outside a handler. On failure `arg` stays the caller's to free.
+ *  After a 0 return the handler must not
+ *  touch resp again (the job owns it) and should return at once. */
 int http_defer(const struct http_req *req, http_job_fn fn, void *arg);
 
 /** Called at most once, when the stream is dropped before the producer called http_sse_end:
