@@ -49,22 +49,22 @@ enum rec_genre {
  *  are. */
 struct rec_dataset {
     uint32_t n_users;
-    uint32_t n_items;          /* item ids are 1..n_items; 0 is padding */
+    uint32_t n_items; /* item ids are 1..n_items; 0 is padding */
     uint64_t n_interactions;
-    uint64_t *user_off;        /* n_users + 1 offsets into seq */
-    uint32_t *seq;             /* per-user chronological item ids (1..n_items) */
+    uint64_t *user_off; /* n_users + 1 offsets into seq */
+    uint32_t *seq;      /* per-user chronological item ids (1..n_items) */
 
-    int64_t *ts;               /* n_interactions: unix seconds beside seq; 0 where the source
-                                  has no timestamps (the SASRec layout) */
-    uint32_t *user_orig;       /* n_users: the source's user id */
-    uint32_t *item_orig;       /* n_items + 1: the source's movie id; [0] = 0 */
-    uint32_t *item_genres;     /* n_items + 1: bitmask of enum rec_genre */
-    uint16_t *item_year;       /* n_items + 1: release year from the title; 0 = unknown */
-    uint32_t *item_pop;        /* n_items + 1: interactions in the whole dataset */
-    uint32_t *item_pop_train;  /* n_items + 1: interactions in the train part of the split
-                                  (what popularity-based models and baselines may use) */
-    char **item_title;         /* n_items + 1 NUL-terminated UTF-8 strings; [0] = "" */
-    char source[64];           /* layout it came from: "csv", "ml-1m", "ml-100k", "sasrec" */
+    int64_t *ts;              /* n_interactions: unix seconds beside seq; 0 where the source
+                                 has no timestamps (the SASRec layout) */
+    uint32_t *user_orig;      /* n_users: the source's user id */
+    uint32_t *item_orig;      /* n_items + 1: the source's movie id; [0] = 0 */
+    uint32_t *item_genres;    /* n_items + 1: bitmask of enum rec_genre */
+    uint16_t *item_year;      /* n_items + 1: release year from the title; 0 = unknown */
+    uint32_t *item_pop;       /* n_items + 1: interactions in the whole dataset */
+    uint32_t *item_pop_train; /* n_items + 1: interactions in the train part of the split
+                                 (what popularity-based models and baselines may use) */
+    char **item_title;        /* n_items + 1 NUL-terminated UTF-8 strings; [0] = "" */
+    char source[64];          /* layout it came from: "csv", "ml-1m", "ml-100k", "sasrec" */
 };
 
 /** Splits of the leave-one-out protocol. */
