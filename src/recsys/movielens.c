@@ -400,6 +400,14 @@ uint32_t movielens_parse_genres(const char *s, size_t len, uint32_t *unknown)
 /* ------------------------------------------------------------------------------------------ */
 /* row parsers                                                                                 */
 
+/* A field count for messages: the number, or "more" when the split stopped at its maximum. */
+static const char *nf_str(int nf, char *buf, size_t n)
+{
+    if (nf < 0) return "more";
+    snprintf(buf, n, "%d", nf);
+    return buf;
+}
+
 int movielens_parse_rating(enum movielens_layout layout, const char *line, size_t len,
                            struct movielens_rating *out, char *why, size_t why_n)
 {
@@ -440,10 +448,7 @@ int movielens_parse_rating(enum movielens_layout layout, const char *line, size_
     }
     if (nf != 4) {
         set_why(why, why_n, "expected 4 fields (user, movie, rating, timestamp), found %s",
-                nf < 0 ? "more"
-                       : (nf == 1   ? "1"
-                          : nf == 2 ? "2"
-                                    : "3"));
+                nf_str(nf, tmp, sizeof tmp));
         return -1;
     }
     if (!parse_u32(f[0].ptr, f[0].len, &out->user)) {
@@ -533,9 +538,7 @@ int movielens_parse_movie(enum movielens_layout layout, const char *line, size_t
         nf = movielens_sep_split(line, len, "::", f, 4);
         if (nf != 3) {
             set_why(why, why_n, "expected 3 fields (MovieID::Title::Genres), found %s",
-                    nf < 0    ? "more"
-                    : nf == 1 ? "1"
-                              : "2");
+                    nf_str(nf, tmp, sizeof tmp));
             return -1;
         }
         break;
@@ -543,7 +546,7 @@ int movielens_parse_movie(enum movielens_layout layout, const char *line, size_t
         nf = movielens_sep_split(line, len, "|", f, 25);
         if (nf != 24) {
             set_why(why, why_n, "expected 24 '|'-separated fields, found %s",
-                    nf < 0 ? "more" : (snprintf(tmp, sizeof tmp, "%d", nf), tmp));
+                    nf_str(nf, tmp, sizeof tmp));
             return -1;
         }
         break;
