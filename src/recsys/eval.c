@@ -236,18 +236,23 @@ struct rec_scorer rec_eval_random_scorer(uint64_t *seed_store)
 void rec_eval_print(void *stdio_file, const char *name, const struct rec_eval_result *r, int header)
 {
     FILE *f = stdio_file;
+    char col[16];
     if (header) {
-        fprintf(f, "%-12s %7s", "model", "users");
-        for (int k = 0; k < REC_EVAL_NK; k++)
-            fprintf(f, "  HR@%-4u", rec_eval_ks[k]);
-        for (int k = 0; k < REC_EVAL_NK; k++)
-            fprintf(f, "  NDCG@%-4u", rec_eval_ks[k]);
+        fprintf(f, "%-12s %6s", "model", "users");
+        for (int k = 0; k < REC_EVAL_NK; k++) {
+            snprintf(col, sizeof col, "HR@%u", rec_eval_ks[k]);
+            fprintf(f, " %8s", col);
+        }
+        for (int k = 0; k < REC_EVAL_NK; k++) {
+            snprintf(col, sizeof col, "NDCG@%u", rec_eval_ks[k]);
+            fprintf(f, " %8s", col);
+        }
         fprintf(f, "\n");
     }
-    fprintf(f, "%-12s %7u", name, r->n_users);
+    fprintf(f, "%-12s %6u", name, r->n_users);
     for (int k = 0; k < REC_EVAL_NK; k++)
-        fprintf(f, "  %-7.4f", r->hr[k]);
+        fprintf(f, " %8.4f", r->hr[k]);
     for (int k = 0; k < REC_EVAL_NK; k++)
-        fprintf(f, "  %-9.4f", r->ndcg[k]);
+        fprintf(f, " %8.4f", r->ndcg[k]);
     fprintf(f, "\n");
 }
