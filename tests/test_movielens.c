@@ -490,7 +490,7 @@ static void test_sasrec_layout(void **state)
     if (!d) fail_msg("%s", err.msg);
     assert_int_equal(rep.layout, MOVIELENS_SASREC);
     assert_string_equal(d->source, "sasrec");
-    assert_true(any_report(&rep, "tiny_sasrec.txt.gz:5: id outside the id maps"));
+    assert_true(any_report(&rep, "tiny_sasrec.txt.gz:5: id out of range (user 2 of 3, item 9 of 3)"));
     assert_int_equal(rep.rows_rejected, 1);
     assert_int_equal(d->n_users, 3);
     assert_int_equal(d->n_items, 3);

@@ -719,7 +719,7 @@ struct loader {
     uint32_t *u, *i;
     int64_t *ts;
     size_t n, cap;
-    /* SASRec: ids above these are malformed rows (0 = no bound) */
+    /* SASRec: ids above these are malformed rows */
     uint32_t lim_user, lim_item;
     /* movies */
     struct movie_rec *mv;
@@ -860,10 +860,10 @@ static int read_ratings(struct loader *L, enum movielens_layout layout, const ch
             if (rc < 0) break;
             continue;
         }
-        if ((L->lim_user && row.user > L->lim_user) || (L->lim_item && row.item > L->lim_item)) {
+        if (layout == MOVIELENS_SASREC && (row.user > L->lim_user || row.item > L->lim_item)) {
             rc = report_row(L, r.name, r.lineno, true,
-                            "id outside the id maps (user %u of %u, item %u of %u)", row.user,
-                            L->lim_user, row.item, L->lim_item);
+                            "id out of range (user %u of %u, item %u of %u)", row.user, L->lim_user,
+                            row.item, L->lim_item);
             if (rc < 0) break;
             continue;
         }
@@ -1380,8 +1380,10 @@ static struct rec_dataset *load_sasrec(struct loader *L, const char *dir, const 
     if (find_file(dir, "sas_to_original_users.txt", path, sizeof path) &&
         read_sas_map(L, path, &umap, &n_umap) < 0)
         goto fail;
-    L->lim_user = umap ? n_umap : 0;
-    L->lim_item = imap ? n_imap : 0;
+    /* without a map, ids are taken as dense and bounded, so that one huge id cannot make the
+     * offsets array enormous */
+    L->lim_user = umap ? n_umap : MOVIELENS_MAX_SASREC_ID;
+    L->lim_item = imap ? n_imap : MOVIELENS_MAX_SASREC_ID;
     if (read_ratings(L, MOVIELENS_SASREC, seq_path) < 0) goto fail;
     /* without maps, ids are the file's own and the counts its largest ids */
     uint32_t max_u = 0, max_i = 0;
