@@ -1012,6 +1012,7 @@ static bool file_exists(const char *path)
 /* Sets out to dir/name or dir/name.gz, whichever exists. */
 static bool find_file(const char *dir, const char *name, char *out, size_t n)
 {
+    if (!out || n == 0) return false; /* also quiets GCC's -Wformat-truncation under ASan */
     snprintf(out, n, "%s/%s", dir, name);
     if (file_exists(out)) return true;
     snprintf(out, n, "%s/%s.gz", dir, name);
