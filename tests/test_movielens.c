@@ -512,6 +512,24 @@ static void test_sasrec_layout(void **state)
     assert_int_equal(rec_split_n_eval_users(d), 2);
     rec_dataset_free(d);
 
+    /* without maps, ids must be dense */
+    char mp[128];
+    snprintf(mp, sizeof mp, "%s/sas_to_original_users.txt", dir);
+    remove(mp);
+    snprintf(mp, sizeof mp, "%s/sas_to_original_items.txt", dir);
+    remove(mp);
+    write_gz(dir, "tiny_sasrec.txt.gz", "1 1\n1 2\n2 1\n");
+    d = movielens_load(dir, &quiet_cfg, &rep, &err);
+    if (!d) fail_msg("%s", err.msg);
+    assert_int_equal(d->n_users, 2);
+    assert_int_equal(d->n_items, 2);
+    assert_int_equal(d->item_orig[2], 2);
+    rec_dataset_free(d);
+    write_gz(dir, "tiny_sasrec.txt.gz", "1 1\n5000 2\n");
+    assert_null(movielens_load(dir, &quiet_cfg, &rep, &err));
+    assert_non_null(strstr(err.msg, "not dense"));
+    write_text(dir, "sas_to_original_users.txt", "1 5988\n2 5989\n3 5982\n");
+
     /* a broken map is an error naming the line */
     write_text(dir, "sas_to_original_items.txt", "1 1198\n3 356\n");
     assert_null(movielens_load(dir, &quiet_cfg, &rep, &err));
