@@ -230,7 +230,9 @@ static void test_determinism_threads_and_batches(void **state)
         struct pool *p = pool_new(threads[t]);
         assert_non_null(p);
         for (size_t b = 0; b < 4; b++) {
-            struct rec_eval_cfg c = {.split = REC_SPLIT_TEST, .pool = p, .batch = batches[b]};
+            /* the progress bar (on stderr) must not change anything either */
+            struct rec_eval_cfg c = {
+                .split = REC_SPLIT_TEST, .pool = p, .batch = batches[b], .progress = b == 2};
             assert_int_equal(rec_eval_run(d, &rnd, &c, &r, &err), 0);
             assert_memory_equal(r.hr, base_r.hr, sizeof r.hr);
             assert_memory_equal(r.ndcg, base_r.ndcg, sizeof r.ndcg);

@@ -16,6 +16,7 @@
 #ifndef RECSYS_EVAL_H
 #define RECSYS_EVAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,7 @@ struct rec_eval_cfg {
     struct pool *pool;    /* NULL: run on the calling thread */
     uint32_t batch;       /* users per score call (0 = 64) */
     uint32_t max_users;   /* evaluate only the first max_users eligible users (0 = all) */
+    bool progress;        /* draw a progress bar on stderr (users done) */
 };
 
 struct rec_eval_result {
