@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include "engine/gguf.h"
+#include "recsys/data_cli.h"
 #include "recsys/dataset.h"
 #include "recsys/movielens.h"
 #include "testutil.h"
@@ -490,7 +491,8 @@ static void test_sasrec_layout(void **state)
     if (!d) fail_msg("%s", err.msg);
     assert_int_equal(rep.layout, MOVIELENS_SASREC);
     assert_string_equal(d->source, "sasrec");
-    assert_true(any_report(&rep, "tiny_sasrec.txt.gz:5: id out of range (user 2 of 3, item 9 of 3)"));
+    assert_true(
+        any_report(&rep, "tiny_sasrec.txt.gz:5: id out of range (user 2 of 3, item 9 of 3)"));
     assert_int_equal(rep.rows_rejected, 1);
     assert_int_equal(d->n_users, 3);
     assert_int_equal(d->n_items, 3);
@@ -847,6 +849,38 @@ static void test_artifact_corrupt(void **state)
     test_rmtree(dir);
 }
 
+static void test_cli_prepare(void **state)
+{
+    (void)state;
+    char dir[64], out[128];
+    test_tmpdir(dir, sizeof dir);
+    struct rec_dataset *d = crafted_dataset(dir); /* writes ratings.csv and movies.csv */
+    snprintf(out, sizeof out, "%s/out/nested", dir);
+    char *ok[] = {"data prepare", "--movielens", dir, "--out", out, "--quiet", NULL};
+    assert_int_equal(data_cli_prepare(6, ok), 0);
+    struct err err = {0};
+    struct rec_dataset *b = rec_dataset_load(out, &err);
+    if (!b) fail_msg("%s", err.msg);
+    assert_same_dataset(d, b);
+    rec_dataset_free(b);
+    rec_dataset_free(d);
+    /* bad arguments: 2; a folder without ratings: 1; a bad row with --strict: 1 */
+    char *no_out[] = {"data prepare", "--movielens", dir, NULL};
+    assert_int_equal(data_cli_prepare(3, no_out), 2);
+    char *unknown[] = {"data prepare", "--movielens", dir, "--out", out, "--bogus", NULL};
+    assert_int_equal(data_cli_prepare(6, unknown), 2);
+    char *bad_min[] = {"data prepare", "--movielens", dir, "--out", out, "--min-item", "-3", NULL};
+    assert_int_equal(data_cli_prepare(7, bad_min), 2);
+    char *empty[] = {"data prepare", "--movielens", out, "--out", out, "--quiet", NULL};
+    assert_int_equal(data_cli_prepare(6, empty), 1);
+    write_text(dir, "ratings.csv", "1,2,3,4\n1,2,x,5\n");
+    char *strict[] = {"data prepare", "--movielens", dir, "--out", out,
+                      "--quiet",      "--strict",    NULL};
+    assert_int_equal(data_cli_prepare(7, strict), 1);
+    assert_int_equal(data_cli_prepare(6, ok), 0); /* the same data without --strict */
+    test_rmtree(dir);
+}
+
 /* ---- real releases ---- */
 
 static void test_real_ml_latest_small(void **state)
@@ -946,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_artifact_round_trip),
         cmocka_unit_test(test_artifact_corrupt),
+        cmocka_unit_test(test_cli_prepare),
         cmocka_unit_test(test_real_ml_latest_small),
         cmocka_unit_test(test_real_ml_1m_sasrec),
         cmocka_unit_test(test_real_ml_1m_partial),
