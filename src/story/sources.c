@@ -550,10 +550,15 @@ static int parse_newsapi(const char *body, size_t len, const struct source_param
         if (!t || strcmp(t, "[Removed]") == 0) continue;
         /* NewsAPI titles end in " - <source name>": drop it, the topic is the headline. */
         const char *src = jstr(jv_get(a, "source"), "name");
-        size_t sl = strlen(src);
-        if (sl > 0 && tl > sl + 3 && strcmp(t + tl - sl, src) == 0 &&
-            strncmp(t + tl - sl - 3, " - ", 3) == 0)
-            tl -= sl + 3;
+        const char *dash = NULL;
+        for (const char *d = strstr(t, " - "); d; d = strstr(d + 1, " - ")) dash = d;
+        if (dash && src[0] && dash > t) {
+            const char *suffix = dash + 3;
+            /* "... - The New York Times" for source "New York Times": either contains the
+             * other, compared case-insensitively. */
+            if (strlen(suffix) <= 80 && (strcasestr(suffix, src) || strcasestr(src, suffix)))
+                tl = (size_t)(dash - t);
+        }
         builder_add(&b, t, tl, TEXT_ENTITIES, jstr(a, "url"), -1,
                     text_parse_date(jstr(a, "publishedAt")));
     }
