@@ -554,7 +554,8 @@ static char *prepare(const char *buf, size_t len, const char *content_type,
         err_set(err, ERR_INVALID, "body is JSON, not an RSS or Atom feed");
         return NULL;
     }
-    if (ascii_prefix_ci(s, n, "<!doctype html") || ascii_prefix_ci(s, n, "<html")) {
+    if (ascii_prefix_ci(s, n, "<!doctype html") ||
+        (ascii_prefix_ci(s, n, "<html") && n > 5 && (isspace((unsigned char)s[5]) || s[5] == '>'))) {
         char t[96];
         html_title(s, n, t, sizeof t);
         free(owned);
