@@ -350,9 +350,16 @@ static size_t normalize_ws(char *s, size_t len)
         }
         if (cp_is_space(cp)) {
             pending_space = o > 0;
-        } else if (cp == 0x200D && o > 0 && !pending_space && i + n < len && p[i + n] >= 0xE2) {
-            memmove(s + o, s + i, n);
-            o += n;
+        } else if (cp == 0x200D) {
+            /* Kept only inside a sequence: after a kept character, before a visible
+             * non-ASCII one (emoji ZWJ sequences, Indic conjuncts). */
+            uint32_t nx;
+            size_t m = i + n < len ? text_utf8_decode(p + i + n, len - i - n, &nx) : 0;
+            if (o > 0 && !pending_space && m > 0 && nx >= 0x80 && !cp_is_space(nx) &&
+                !cp_is_dropped(nx) && nx != 0x200D) {
+                memmove(s + o, s + i, n);
+                o += n;
+            }
         } else if (!cp_is_dropped(cp)) {
             if (pending_space) s[o++] = ' ';
             pending_space = false;
@@ -381,7 +388,11 @@ char *text_clean(const char *s, size_t len, unsigned flags, size_t max_bytes)
     n = normalize_ws(t, n);
     if (max_bytes > 0 && n > max_bytes) {
         n = text_utf8_cap(t, n, max_bytes);
-        while (n > 0 && t[n - 1] == ' ') n--;
+        for (;;) { /* no trailing space or dangling joiner after the cut */
+            if (n > 0 && t[n - 1] == ' ') n--;
+            else if (n >= 3 && memcmp(t + n - 3, "\xE2\x80\x8D", 3) == 0) n -= 3;
+            else break;
+        }
         t[n] = 0;
     }
     return t;
