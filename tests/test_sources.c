@@ -9,7 +9,11 @@
 #include "story/fetch.h"
 #include "story/sources.h"
 #include "story/text.h"
+#include "story/trends_cli.h"
 #include "testutil.h"
+
+#include <fcntl.h>
+#include <unistd.h>
 
 static struct fixture_server *srv;
 static struct fetcher *fetcher;
@@ -720,6 +724,57 @@ static void test_params_and_keys(void **state)
     assert_int_equal(fetch_parse_retry_after("99999999", 0), 86400);
 }
 
+/* Runs the `trends` subcommand with stdout captured into out[n]; returns its status. */
+static int run_cli(char **argv, int argc, char *out, size_t n)
+{
+    char path[] = "/tmp/trends_cli_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(1);
+    dup2(fd, 1);
+    int rc = trends_cli_main(argc, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    lseek(fd, 0, SEEK_SET);
+    ssize_t k = read(fd, out, n - 1);
+    out[k > 0 ? k : 0] = 0;
+    close(fd);
+    unlink(path);
+    return rc;
+}
+
+static void test_trends_cli(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    static char out[65536];
+    char *a1[] = {"trends", "--source", "google", "--geo", "GB", "--limit", "3"};
+    assert_int_equal(run_cli(a1, 7, out, sizeof out), 0);
+    assert_non_null(strstr(out, " 1.        100  Nvidia  https://www.cnbc.com/"));
+    assert_non_null(strstr(out, " 3.        500  nipah virus outbreak latest news"));
+    assert_null(strstr(out, " 4. "));
+
+    char url[512];
+    snprintf(url, sizeof url, "%s/feeds/generic_rss2_emarley.rss", fixture_server_url(srv));
+    char *a2[] = {"trends", "--source", "rss", "--url", url, "--limit", "2", "--json"};
+    assert_int_equal(run_cli(a2, 8, out, sizeof out), 0);
+    assert_non_null(strstr(out, "[{\"title\":\"UI Automation & screenshots\""));
+    assert_non_null(strstr(out, "\"traffic\":null"));
+    assert_non_null(strstr(out, "\"source\":\"rss\""));
+
+    char *a3[] = {"trends", "--source", "reddit"};
+    assert_int_equal(run_cli(a3, 3, out, sizeof out), 2);
+    char *a4[] = {"trends", "--source", "rss"};
+    assert_int_equal(run_cli(a4, 3, out, sizeof out), 2);
+    char *a5[] = {"trends", "--source", "google", "--limit", "0"};
+    assert_int_equal(run_cli(a5, 5, out, sizeof out), 2);
+    char *a6[] = {"trends", "--source", "google", "--geo", "ZZ"};
+    assert_int_equal(run_cli(a6, 5, out, sizeof out), 1);
+    assert_string_equal(out, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -738,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_gzip_etag_and_caps),
         cmocka_unit_test(test_xml_hazards_served),
         cmocka_unit_test(test_json_hazards),
+        cmocka_unit_test(test_trends_cli),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -3,10 +3,13 @@
 
 #include "base/cli.h"
 #include "engine/gguf_cli.h"
+#include "story/trends_cli.h"
 
 static const struct cli_cmd cmds[] = {
     {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
      gguf_cli_info},
+    {"trends", "fetch one trend source once and print its topics", TRENDS_USAGE,
+     trends_cli_main},
     {NULL, NULL, NULL, NULL},
 };
 
