@@ -240,6 +240,15 @@ static int add_route(struct fixture_server *s, const struct fixture_route *r, co
     } else {
         t->body = xstrdup("");
     }
+    if (t->behavior == FX_GZIP_BOMB) {
+        /* Built once here, so serving it costs no time inside a client's timeout. */
+        size_t bl = 0;
+        uint8_t *bomb = gzip_bomb(t->huge_bytes, &bl);
+        free(t->body);
+        t->body = (char *)bomb;
+        t->body_len = bomb ? bl : 0;
+        if (!bomb) t->body = xstrdup("");
+    }
     /* FX_ETAG compares against the route's own ETag header. */
     const char *e = strcasestr(t->headers, "ETag:");
     if (e) {
@@ -481,10 +490,11 @@ static bool respond(struct fixture_server *s, int fd, const char *head)
         }
     }
     if (r->behavior == FX_GZIP || r->behavior == FX_GZIP_BOMB) {
-        owned = r->behavior == FX_GZIP ? gzip_stored(body, blen, &blen)
-                                       : gzip_bomb(r->huge_bytes, &blen);
-        if (!owned) return false;
-        body = (const char *)owned;
+        if (r->behavior == FX_GZIP) {
+            owned = gzip_stored(body, blen, &blen);
+            if (!owned) return false;
+            body = (const char *)owned;
+        }
         snprintf(extra, sizeof extra, "Content-Encoding: gzip\r\n");
     }
     int n;

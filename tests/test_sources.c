@@ -509,9 +509,9 @@ static void test_gzip_etag_and_caps(void **state)
     assert_int_equal(fetch_src("rss", &p, &m, &l, &e), ERR_NOMEM);
     assert_non_null(strstr(e.msg, "limit"));
 
-    /* A gzip bomb (100 KB inflating to 32 MiB) stops at the decompressed cap. */
+    /* A gzip bomb (100 KB inflating to 16 MiB) stops at the decompressed cap. */
     struct fixture_route r = {.path = "/feeds/bomb", .content_type = "application/rss+xml",
-                              .behavior = FX_GZIP_BOMB, .huge_bytes = 32u << 20};
+                              .behavior = FX_GZIP_BOMB, .huge_bytes = 16u << 20};
     assert_int_equal(fixture_server_add(srv, &r), 0);
     rss_url(&p, "/feeds/bomb");
     assert_int_equal(fetch_src("rss", &p, &m, &l, &e), ERR_NOMEM);
