@@ -586,6 +586,48 @@ static void test_real_fetcher(void **state)
     fixture_server_stop(srv);
 }
 
+static void test_scanner_thread_and_jitter(void **state)
+{
+    (void)state;
+    pthread_mutex_init(&F.mu, NULL);
+    pthread_cond_init(&F.cv, NULL);
+    atomic_store(&F.now, 0);
+    F.calls = F.fail = 0;
+    F.gate = F.not_modified = false;
+    F.version = 1;
+    struct topic_cache_cfg cfg = {.ttl_ms = 10 * MIN_MS, .scan_interval_ms = 20,
+                                  .now_ms = fake_clock, .fetch = fake_fetch, .seed = 7};
+    struct err e = {0};
+    struct topic_cache *c = topic_cache_new(&cfg, &e);
+    assert_non_null(c);
+    /* Ten keys: their refresh points spread over 72..88 % of the TTL. */
+    int64_t lo = INT64_MAX, hi = 0;
+    for (int i = 1; i <= 10; i++) {
+        struct topic_result r;
+        struct source_params p = {.limit = i};
+        assert_int_equal(topic_cache_get(c, SOURCE_GOOGLE, &p, 2000, &r, &e), 0);
+        topic_result_clear(&r);
+        struct topic_cache_info info;
+        topic_cache_info(c, SOURCE_GOOGLE, &p, &info);
+        int64_t due = info.refresh_due_ms;
+        assert_true(due >= 72 * 6000 && due <= 88 * 6000);
+        if (due < lo) lo = due;
+        if (due > hi) hi = due;
+    }
+    assert_true(hi - lo > 6000); /* not in lockstep */
+    assert_int_equal(calls(), 10);
+    /* The scanner (real 20 ms period) refreshes all of them once the clock passes 88 %,
+     * with no request at all. */
+    atomic_store(&F.now, 89 * 6000);
+    for (int k = 0; k < 200 && calls() < 20; k++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(topic_cache_wait_idle(c, 2000), 0);
+    assert_int_equal(calls(), 20);
+    topic_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_circuit_breaker),
         cmocka_unit_test(test_not_modified_keeps_list),
         cmocka_unit_test(test_bad_params_and_eviction),
+        cmocka_unit_test(test_scanner_thread_and_jitter),
         cmocka_unit_test(test_real_fetcher),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
