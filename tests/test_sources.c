@@ -323,6 +323,17 @@ static void test_youtube(void **state)
     assert_null(strstr(e.msg, "QUOTA"));
     assert_null(strstr(e.msg, "<a"));
     assert_true(m.retry_after_s > 0 && m.retry_after_s <= 86400);
+
+    /* A provider that echoes the key in its error text: the key is scrubbed. */
+    static const char echo[] = "{\"error\":{\"code\":400,\"message\":\"API key ECHOKEY1 not valid\","
+                               "\"errors\":[{\"reason\":\"badRequest\"}]}}";
+    struct fixture_route r = {.path = "/youtube/v3/videos", .query = "key=ECHOKEY1", .status = 400,
+                              .body = echo, .body_len = sizeof echo - 1};
+    assert_int_equal(fixture_server_add(srv, &r), 0);
+    setenv("TRENDSTORY_YOUTUBE_API_KEY", "ECHOKEY1", 1);
+    assert_true(fetch_src("youtube", &p, &m, &l, &e) < 0);
+    assert_non_null(strstr(e.msg, "API key *** not valid"));
+    assert_null(strstr(e.msg, "ECHOKEY1"));
     unsetenv("TRENDSTORY_YOUTUBE_API_KEY");
 }
 

@@ -849,6 +849,19 @@ static void day_before(const char *date, char *out, size_t n)
     strftime(out, n, "%Y-%m-%d", &tm);
 }
 
+/* Providers sometimes echo the request in their error text: never let the key through. */
+static int scrub_key(int rc, const char *key, struct err *err)
+{
+    if (rc >= 0 || !err || !key || strlen(key) < 4) return rc;
+    char *hit;
+    while ((hit = strstr(err->msg, key)) != NULL) {
+        size_t kl = strlen(key);
+        memmove(hit + 3, hit + kl, strlen(hit + kl) + 1);
+        memcpy(hit, "***", 3);
+    }
+    return rc;
+}
+
 int source_fetch(struct fetcher *f, enum source_id id, const struct source_params *p_in,
                  struct source_meta *meta, struct topic_list *out, struct err *err)
 {
@@ -914,7 +927,7 @@ int source_fetch(struct fetcher *f, enum source_id id, const struct source_param
                  "%s/youtube/v3/videos?part=snippet,player&chart=mostPopular&regionCode=%s"
                  "&maxResults=%d&key=%s",
                  base, a, p.limit > 50 ? 50 : p.limit, b2);
-        return fetch_single(f, id, url, &p, meta, false, "application/json", out, err);
+        return scrub_key(fetch_single(f, id, url, &p, meta, false, "application/json", out, err), key, err);
     }
     case SOURCE_NEWSAPI: {
         const char *key = getenv("TRENDSTORY_NEWSAPI_KEY");
@@ -930,7 +943,7 @@ int source_fetch(struct fetcher *f, enum source_id id, const struct source_param
         if (p.category[0]) snprintf(cat, sizeof cat, "&category=%s", p.category);
         snprintf(url, sizeof url, "%s/v2/top-headlines?country=%s%s&pageSize=%d&apiKey=%s", base,
                  country, cat, p.limit, b2);
-        return fetch_single(f, id, url, &p, meta, false, "application/json", out, err);
+        return scrub_key(fetch_single(f, id, url, &p, meta, false, "application/json", out, err), key, err);
     }
     default: return err_set(err, ERR_INVALID, "unknown source id %d", (int)id);
     }
