@@ -254,6 +254,12 @@ static void test_repairs(void **state)
     assert_string_equal(d->items[0].link, "http://a.test/?a=1&b=2");
     assert_string_equal(d->items[0].summary, "a & b &eacute;"); /* CDATA is left as it is */
     feeds_doc_free(d);
+    /* References to characters XML forbids become U+FFFD; a broken one is escaped. */
+    d = parse("<rss><channel><item><title>a&#1;b&#xFFFE;c&#65;&#12ab;</title></item></channel></rss>",
+              &e);
+    assert_non_null(d);
+    assert_string_equal(d->items[0].title, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD" "cA&#12ab;");
+    feeds_doc_free(d);
 }
 
 /* Every recorded feed parses with items; every hazard gives a document or a message. */

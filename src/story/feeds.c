@@ -225,12 +225,30 @@ static char *repair_markup(const char *s, size_t len, size_t *out_len, bool *cha
         size_t j = i + 1;
         if (j < len && s[j] == '#') {
             j++;
-            if (j < len && (s[j] == 'x' || s[j] == 'X')) j++;
+            bool hex = j < len && (s[j] == 'x' || s[j] == 'X');
+            if (hex) j++;
             size_t d = j;
-            while (j < len && isxdigit((unsigned char)s[j])) j++;
+            uint32_t v = 0;
+            while (j < len && j - d < 10 &&
+                   (hex ? isxdigit((unsigned char)s[j]) : isdigit((unsigned char)s[j]))) {
+                int dv = isdigit((unsigned char)s[j]) ? s[j] - '0'
+                                                      : (tolower((unsigned char)s[j]) - 'a' + 10);
+                if (v <= 0x10FFFF) v = v * (hex ? 16u : 10u) + (uint32_t)dv;
+                j++;
+            }
             if (j > d && j < len && s[j] == ';') {
-                memcpy(out + o, s + i, j + 1 - i);
-                o += j + 1 - i;
+                /* A reference to a character XML forbids (&#1;, &#xFFFE;) becomes U+FFFD
+                 * instead of failing the whole feed. */
+                bool ok = v == 0x9 || v == 0xA || v == 0xD || (v >= 0x20 && v <= 0xD7FF) ||
+                          (v >= 0xE000 && v <= 0xFFFD) || (v >= 0x10000 && v <= 0x10FFFF);
+                if (ok) {
+                    memcpy(out + o, s + i, j + 1 - i);
+                    o += j + 1 - i;
+                } else {
+                    memcpy(out + o, "&#xFFFD;", 8);
+                    o += 8;
+                    *changed = true;
+                }
                 i = j + 1;
                 continue;
             }
