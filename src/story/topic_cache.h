@@ -86,7 +86,8 @@ void topic_cache_free(struct topic_cache *c);
  *  refresh is started when due. Without one, a fetch is started (or joined) and waited for
  *  up to wait_ms of real time: ERR_TIMEOUT if it is still running then (it goes on in the
  *  background), or the fetch's error. While the key backs off or its source's breaker is
- *  open, a request without usable data fails at once with that reason. */
+ *  open, a request without usable data fails at once with that reason. wait_ms 0 never
+ *  blocks: use it to warm keys at start-up (ERR_TIMEOUT just means "started"). */
 int topic_cache_get(struct topic_cache *c, enum source_id id, const struct source_params *p,
                     int64_t wait_ms, struct topic_result *out, struct err *err);
 
