@@ -565,6 +565,32 @@ static void test_real_fetcher(void **state)
     topic_result_clear(&r);
     assert_int_equal(fixture_server_hits(srv, "/flaky"), 2);
 
+    /* The source turns slow (3 s, over the 1 s timeout): requests still answer at once. */
+    struct fixture_route fast = {.path = "/turns-slow", .file = "generic_rss2_emarley.rss"};
+    assert_int_equal(fixture_server_add(srv, &fast), 0);
+    snprintf(p.url, sizeof p.url, "%s/turns-slow", fixture_server_url(srv));
+    assert_int_equal(topic_cache_get(c, SOURCE_RSS, &p, 2000, &r, &e), 0);
+    topic_result_clear(&r);
+    struct fixture_route slow = {.path = "/turns-slow", .file = "generic_rss2_emarley.rss",
+                                 .behavior = FX_DELAY, .delay_ms = 3000};
+    assert_int_equal(fixture_server_add(srv, &slow), 0);
+    advance(16 * MIN_MS);
+    for (int k = 0; k < 3; k++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(topic_cache_get(c, SOURCE_RSS, &p, 5000, &r, &e), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        assert_true(ms < 100);
+        assert_true(r.stale);
+        assert_int_equal(r.topics.n, 10);
+        topic_result_clear(&r);
+    }
+    assert_int_equal(topic_cache_wait_idle(c, 3000), 0);
+    assert_int_equal(topic_cache_get(c, SOURCE_RSS, &p, 5000, &r, &e), 0);
+    assert_non_null(strstr(r.last_error, "timed out"));
+    topic_result_clear(&r);
+
     /* ETag route: the refresh is a 304 and keeps the list. */
     snprintf(p.url, sizeof p.url, "%s/feeds/etag", fixture_server_url(srv));
     assert_int_equal(topic_cache_get(c, SOURCE_RSS, &p, 2000, &r, &e), 0);
