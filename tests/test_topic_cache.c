@@ -581,7 +581,7 @@ static void test_real_fetcher(void **state)
         assert_int_equal(topic_cache_get(c, SOURCE_RSS, &p, 5000, &r, &e), 0);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-        assert_true(ms < 100);
+        assert_true(ms < 500); /* waiting on the fetch would take >= 1 s */
         assert_true(r.stale);
         assert_int_equal(r.topics.n, 10);
         topic_result_clear(&r);
