@@ -16,7 +16,7 @@ static void check_field(const char *s, size_t cap)
 {
     if (!s) abort();
     size_t n = strlen(s);
-    if (n > cap || !text_utf8_valid(s, n)) abort();
+    if (n > cap || !utf8_valid(s, n)) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < l.n; i++) {
             const char *t = l.v[i].title;
             size_t n = strlen(t);
-            if (n == 0 || n > SOURCE_TITLE_MAX || !text_utf8_valid(t, n)) abort();
+            if (n == 0 || n > SOURCE_TITLE_MAX || !utf8_valid(t, n)) abort();
             for (size_t k = 0; k < n; k++)
                 if ((unsigned char)t[k] < 0x20) abort();
         }

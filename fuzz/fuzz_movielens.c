@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "recsys/dataset.h"
+#include "base/utf8.h"
 #include "recsys/movielens.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -69,7 +70,7 @@ static void one_line(enum movielens_layout layout, const char *line, size_t len)
     struct movielens_movie m;
     if (movielens_parse_movie(layout, line, len, buf, cap, &m, why, sizeof why) == 0) {
         size_t tl = strlen(m.title);
-        if (tl > MOVIELENS_MAX_TITLE || !movielens_utf8_valid(m.title, tl)) abort();
+        if (tl > MOVIELENS_MAX_TITLE || !utf8_valid(m.title, tl)) abort();
         if (m.year != 0 && (m.year < 1870 || m.year > 2100)) abort();
         if (m.genres >> REC_GENRE_COUNT) abort();
     } else if (why[0] == '\0') {
@@ -79,7 +80,7 @@ static void one_line(enum movielens_layout layout, const char *line, size_t len)
     if (y != 0 && (y < 1870 || y > 2100)) abort();
     if (movielens_parse_genres(line, len, NULL) >> REC_GENRE_COUNT) abort();
     size_t ul = movielens_to_utf8(line, len, buf, cap);
-    if (ul >= cap || !movielens_utf8_valid(buf, ul)) abort();
+    if (ul >= cap || !utf8_valid(buf, ul)) abort();
     free(buf);
 }
 

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check_clean(const char *t, size_t cap)
 {
     size_t n = strlen(t);
-    if (!text_utf8_valid(t, n)) abort();
+    if (!utf8_valid(t, n)) abort();
     if (cap && n > cap) abort();
     if (n && (t[0] == ' ' || t[n - 1] == ' ')) abort();
     if (strstr(t, "  ")) abort();
@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!again || strcmp(again, t) != 0) abort();
     free(again);
     char *k = text_fold_key(t);
-    if (!k || !text_utf8_valid(k, strlen(k))) abort();
+    if (!k || !utf8_valid(k, strlen(k))) abort();
     free(k);
     free(t);
 
@@ -55,10 +55,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     size_t rl;
     char *r = text_utf8_repair(s, n, &rl);
-    if (!r || !text_utf8_valid(r, rl)) abort();
-    if (text_utf8_valid(s, n) && (rl != n || memcmp(r, s, n) != 0)) abort();
-    size_t capn = text_utf8_cap(r, rl, cap);
-    if (capn > cap || capn > rl || !text_utf8_valid(r, capn)) abort();
+    if (!r || !utf8_valid(r, rl)) abort();
+    if (utf8_valid(s, n) && (rl != n || memcmp(r, s, n) != 0)) abort();
+    size_t capn = utf8_cap(r, rl, cap);
+    if (capn > cap || capn > rl || !utf8_valid(r, capn)) abort();
     free(r);
     return 0;
 }

@@ -299,7 +299,7 @@ static void test_all_fixture_files(void **state)
             if (d) {
                 parsed++;
                 for (size_t i = 0; i < d->n_items; i++) {
-                    assert_true(text_utf8_valid(d->items[i].title, strlen(d->items[i].title)));
+                    assert_true(utf8_valid(d->items[i].title, strlen(d->items[i].title)));
                     assert_null(strstr(d->items[i].title, "root:x:0"));
                 }
                 if (s == 0 && xmlish) assert_true(d->n_items > 0);

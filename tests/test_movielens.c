@@ -11,6 +11,7 @@
 #include "engine/gguf.h"
 #include "recsys/data_cli.h"
 #include "recsys/dataset.h"
+#include "base/utf8.h"
 #include "recsys/movielens.h"
 #include "testutil.h"
 
@@ -189,12 +190,12 @@ static void test_utf8(void **state)
 {
     (void)state;
     char out[64];
-    assert_true(movielens_utf8_valid("Cit\xc3\xa9", 5));
-    assert_false(movielens_utf8_valid("Cit\xe9", 4));          /* Latin-1 */
-    assert_false(movielens_utf8_valid("\xc0\xaf", 2));         /* overlong */
-    assert_false(movielens_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
-    assert_false(movielens_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
-    assert_false(movielens_utf8_valid("\xe2\x80", 2));         /* truncated */
+    assert_true(utf8_valid("Cit\xc3\xa9", 5));
+    assert_false(utf8_valid("Cit\xe9", 4));          /* Latin-1 */
+    assert_false(utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(utf8_valid("\xe2\x80", 2));         /* truncated */
     assert_int_equal(movielens_to_utf8("Cit\xe9", 4, out, sizeof out), 5);
     assert_string_equal(out, "Cit\xc3\xa9");
     assert_int_equal(movielens_to_utf8("Cit\xc3\xa9", 5, out, sizeof out), 5);

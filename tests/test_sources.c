@@ -64,7 +64,7 @@ static void check_list(const struct topic_list *l, const char *source)
         assert_non_null(t->title);
         assert_true(t->title[0] != 0);
         assert_true(strlen(t->title) <= SOURCE_TITLE_MAX);
-        assert_true(text_utf8_valid(t->title, strlen(t->title)));
+        assert_true(utf8_valid(t->title, strlen(t->title)));
         assert_null(strchr(t->title, '<'));
         assert_true(t->title[0] != ' ' && t->title[strlen(t->title) - 1] != ' ');
         assert_null(strstr(t->title, "  "));

@@ -12,7 +12,7 @@ static void check_clean(const char *in, unsigned flags, size_t cap, const char *
     assert_non_null(got);
     if (strcmp(got, want) != 0) print_message("in  '%s'\ngot '%s'\nwant '%s'\n", in, got, want);
     assert_string_equal(got, want);
-    assert_true(text_utf8_valid(got, strlen(got)));
+    assert_true(utf8_valid(got, strlen(got)));
     free(got);
 }
 
@@ -91,19 +91,19 @@ static void test_utf8(void **state)
 {
     (void)state;
     static const char good[] = "J\xC3\xBCrgen \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80";
-    assert_true(text_utf8_valid(good, sizeof good - 1));
-    assert_false(text_utf8_valid("\xC3(", 2));          /* bad continuation */
-    assert_false(text_utf8_valid("\xC0\xAF", 2));       /* overlong '/' */
-    assert_false(text_utf8_valid("\xE0\x80\xAF", 3));   /* overlong, 3 bytes */
-    assert_false(text_utf8_valid("\xED\xA0\x80", 3));   /* surrogate */
-    assert_false(text_utf8_valid("\xF4\x90\x80\x80", 4)); /* past U+10FFFF */
-    assert_false(text_utf8_valid("caf\xC3", 4));        /* truncated */
-    assert_false(text_utf8_valid("\xFF", 1));
+    assert_true(utf8_valid(good, sizeof good - 1));
+    assert_false(utf8_valid("\xC3(", 2));          /* bad continuation */
+    assert_false(utf8_valid("\xC0\xAF", 2));       /* overlong '/' */
+    assert_false(utf8_valid("\xE0\x80\xAF", 3));   /* overlong, 3 bytes */
+    assert_false(utf8_valid("\xED\xA0\x80", 3));   /* surrogate */
+    assert_false(utf8_valid("\xF4\x90\x80\x80", 4)); /* past U+10FFFF */
+    assert_false(utf8_valid("caf\xC3", 4));        /* truncated */
+    assert_false(utf8_valid("\xFF", 1));
     size_t n;
     char *r = text_utf8_repair("a\xC3(b\xC0\xAF" "c\xE2\x82", 9, &n);
     assert_string_equal(r, "a\xEF\xBF\xBD(b\xEF\xBF\xBD\xEF\xBF\xBD" "c\xEF\xBF\xBD\xEF\xBF\xBD");
     assert_int_equal(n, strlen(r));
-    assert_true(text_utf8_valid(r, n));
+    assert_true(utf8_valid(r, n));
     free(r);
     check_clean("J\xFCrgen", 0, 0, "J\xEF\xBF\xBDrgen");
 
@@ -113,15 +113,15 @@ static void test_utf8(void **state)
     check_clean("\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E", 0, 5, "\xE6\x97\xA5");
     check_clean("ab cd", 0, 3, "ab");
     check_clean("\xF0\x9F\x98\x80\xF0\x9F\x98\x80", 0, 7, "\xF0\x9F\x98\x80");
-    assert_int_equal(text_utf8_cap("ab\xC3\xA9", 4, 3), 2);
-    assert_int_equal(text_utf8_cap("ab\xC3\xA9", 4, 10), 4);
+    assert_int_equal(utf8_cap("ab\xC3\xA9", 4, 3), 2);
+    assert_int_equal(utf8_cap("ab\xC3\xA9", 4, 10), 4);
 
     char out[4];
     uint32_t cp;
     for (uint32_t c = 1; c < 0x110000; c += 97) {
         if (c >= 0xD800 && c <= 0xDFFF) continue;
-        size_t k = text_utf8_encode(c, out);
-        assert_int_equal(text_utf8_decode((const unsigned char *)out, k, &cp), k);
+        size_t k = utf8_encode(c, out);
+        assert_int_equal(utf8_decode((const unsigned char *)out, k, &cp), k);
         assert_int_equal(cp, c);
     }
 }

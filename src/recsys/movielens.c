@@ -6,6 +6,8 @@
  * malformed row: reported with file:line, skipped, or fatal in strict mode. */
 #include "recsys/movielens.h"
 
+#include "base/utf8.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fnmatch.h>
@@ -24,48 +26,11 @@
 /* ------------------------------------------------------------------------------------------ */
 /* text helpers                                                                                */
 
-bool movielens_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i - 1 < n) return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
 size_t movielens_to_utf8(const char *s, size_t len, char *out, size_t cap)
 {
     if (cap == 0) return 0;
     size_t o = 0;
-    if (movielens_utf8_valid(s, len)) {
+    if (utf8_valid(s, len)) {
         o = len < cap - 1 ? len : cap - 1;
         if (o) memcpy(out, s, o);
     } else {

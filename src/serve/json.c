@@ -2,6 +2,8 @@
  * type, so the rest of the project never includes jansson.h. */
 #include "serve/json.h"
 
+#include "base/utf8.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -245,27 +247,6 @@ void jw_obj_end(struct jw *w) { jw_close(w, '}'); }
 void jw_arr_begin(struct jw *w) { jw_open(w, '['); }
 void jw_arr_end(struct jw *w) { jw_close(w, ']'); }
 
-/* Length of a valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
-static size_t jw_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned min;
-    if ((c & 0xE0) == 0xC0) len = 2, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000;
-    else return 0;
-    if (n < len) return 0;
-    unsigned cp = c & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
-
 static void jw_escaped(struct jw *w, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -278,7 +259,8 @@ static void jw_escaped(struct jw *w, const char *s, size_t n)
             i++;
             continue;
         }
-        size_t ul = c >= 0x80 ? jw_utf8_len(p + i, n - i) : 0;
+        uint32_t cp;
+        size_t ul = c >= 0x80 ? utf8_decode(p + i, n - i, &cp) : 0;
         if (ul > 1) {
             run += ul;
             i += ul;

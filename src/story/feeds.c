@@ -161,7 +161,7 @@ static bool has_utf8_multibyte(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         if (p[i] < 0x80) continue;
         uint32_t cp;
-        if (text_utf8_decode(p + i, len - i, &cp) > 1) return true;
+        if (utf8_decode(p + i, len - i, &cp) > 1) return true;
     }
     return false;
 }
@@ -270,7 +270,7 @@ static char *repair_markup(const char *s, size_t len, size_t *out_len, bool *cha
                     size_t tl = text_decode_entities(tmp);
                     uint32_t cp;
                     if (tl > 0 && tmp[0] != '&' &&
-                        text_utf8_decode((const unsigned char *)tmp, tl, &cp) == tl) {
+                        utf8_decode((const unsigned char *)tmp, tl, &cp) == tl) {
                         o += (size_t)sprintf(out + o, "&#%u;", (unsigned)cp);
                         i = j + 1;
                         *changed = true;
@@ -597,7 +597,7 @@ static char *prepare(const char *buf, size_t len, const char *content_type,
             free(owned);
             return NULL;
         }
-    } else if (!text_utf8_valid(s, n)) {
+    } else if (!utf8_valid(s, n)) {
         *repaired = true;
         if (!has_utf8_multibyte(s, n)) {
             u = transcode(s, n, "WINDOWS-1252", lim->max_bytes * 4, &un, err);

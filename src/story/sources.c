@@ -111,7 +111,7 @@ static char *clean_url(const char *u)
     while (n > 0 && isspace((unsigned char)u[n - 1])) n--;
     bool ok = n > 0 && n <= SOURCE_URL_MAX &&
               (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0) &&
-              text_utf8_valid(u, n);
+              utf8_valid(u, n);
     for (size_t i = 0; ok && i < n; i++)
         if ((unsigned char)u[i] <= 0x20 || u[i] == 0x7F || u[i] == '"' || u[i] == '<' ||
             u[i] == '>')

@@ -12,76 +12,6 @@
 
 /* ---- UTF-8 ---- */
 
-size_t text_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    if (len == 0) return 0;
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t n;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2, v = c & 0x1F, min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3, v = c & 0x0F, min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    *cp = v;
-    return n;
-}
-
-size_t text_utf8_encode(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-bool text_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        size_t n = text_utf8_decode(p + i, len - i, &cp);
-        if (n == 0) return false;
-        i += n;
-    }
-    return true;
-}
-
 char *text_utf8_repair(const char *s, size_t len, size_t *out_len)
 {
     /* Each invalid byte becomes 3 bytes (U+FFFD) at worst. */
@@ -92,7 +22,7 @@ char *text_utf8_repair(const char *s, size_t len, size_t *out_len)
     size_t i = 0, o = 0;
     while (i < len) {
         uint32_t cp;
-        size_t n = p[i] < 0x80 ? 1 : text_utf8_decode(p + i, len - i, &cp);
+        size_t n = p[i] < 0x80 ? 1 : utf8_decode(p + i, len - i, &cp);
         if (n == 0) {
             memcpy(out + o, "\xEF\xBF\xBD", 3);
             o += 3;
@@ -108,14 +38,6 @@ char *text_utf8_repair(const char *s, size_t len, size_t *out_len)
     out[o] = 0;
     if (out_len) *out_len = o;
     return out;
-}
-
-size_t text_utf8_cap(const char *s, size_t len, size_t max)
-{
-    if (len <= max) return len;
-    size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
-    return n;
 }
 
 /* ---- entities ---- */
@@ -213,7 +135,7 @@ size_t text_decode_entities(char *s)
         size_t n;
         if (*r == '&' && (n = parse_entity(r, &cp)) > 0) {
             char buf[4];
-            size_t m = text_utf8_encode(cp, buf);
+            size_t m = utf8_encode(cp, buf);
             /* m <= n always: the shortest reference (&lt;) is 4 bytes for 1 byte out. */
             memcpy(w, buf, m);
             w += m;
@@ -343,7 +265,7 @@ static size_t normalize_ws(char *s, size_t len)
     bool pending_space = false;
     while (i < len) {
         uint32_t cp;
-        size_t n = text_utf8_decode(p + i, len - i, &cp);
+        size_t n = utf8_decode(p + i, len - i, &cp);
         if (n == 0) { /* cannot happen on repaired input; drop the byte */
             i++;
             continue;
@@ -354,7 +276,7 @@ static size_t normalize_ws(char *s, size_t len)
             /* Kept only inside a sequence: after a kept character, before a visible
              * non-ASCII one (emoji ZWJ sequences, Indic conjuncts). */
             uint32_t nx;
-            size_t m = i + n < len ? text_utf8_decode(p + i + n, len - i - n, &nx) : 0;
+            size_t m = i + n < len ? utf8_decode(p + i + n, len - i - n, &nx) : 0;
             if (o > 0 && !pending_space && m > 0 && nx >= 0x80 && !cp_is_space(nx) &&
                 !cp_is_dropped(nx) && nx != 0x200D) {
                 memmove(s + o, s + i, n);
@@ -387,7 +309,7 @@ char *text_clean(const char *s, size_t len, unsigned flags, size_t max_bytes)
     if (flags & TEXT_TAGS) n = text_strip_tags(t);
     n = normalize_ws(t, n);
     if (max_bytes > 0 && n > max_bytes) {
-        n = text_utf8_cap(t, n, max_bytes);
+        n = utf8_cap(t, n, max_bytes);
         for (;;) { /* no trailing space or dangling joiner after the cut */
             if (n > 0 && t[n - 1] == ' ') n--;
             else if (n >= 3 && memcmp(t + n - 3, "\xE2\x80\x8D", 3) == 0) n -= 3;
@@ -432,7 +354,7 @@ char *text_fold_key(const char *s)
     bool pending_space = false;
     while (i < len) {
         uint32_t cp;
-        size_t n = text_utf8_decode(p + i, len - i, &cp);
+        size_t n = utf8_decode(p + i, len - i, &cp);
         if (n == 0) {
             i++;
             continue;
@@ -444,14 +366,14 @@ char *text_fold_key(const char *s)
         }
         if (pending_space) out[o++] = ' ';
         pending_space = false;
-        o += text_utf8_encode(fold_cp(cp), out + o);
+        o += utf8_encode(fold_cp(cp), out + o);
     }
     out[o] = 0;
     /* Trim punctuation and spaces at both ends so "Nvidia!" and "nvidia" collide. */
     size_t b = 0, e = o;
     while (b < e) {
         uint32_t cp;
-        size_t n = text_utf8_decode((const unsigned char *)out + b, e - b, &cp);
+        size_t n = utf8_decode((const unsigned char *)out + b, e - b, &cp);
         if (n == 0 || !(cp == ' ' || cp_is_edge_punct(cp))) break;
         b += n;
     }
@@ -459,7 +381,7 @@ char *text_fold_key(const char *s)
         size_t k = e - 1;
         while (k > b && ((unsigned char)out[k] & 0xC0) == 0x80) k--;
         uint32_t cp;
-        size_t n = text_utf8_decode((const unsigned char *)out + k, e - k, &cp);
+        size_t n = utf8_decode((const unsigned char *)out + k, e - k, &cp);
         if (n == 0 || !(cp == ' ' || cp_is_edge_punct(cp))) break;
         e = k;
     }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/utf8.h"
+
 /** Flags for text_clean. */
 enum text_flags {
     TEXT_ENTITIES = 1u << 0,       /* decode HTML entities once (&amp; &#39; &eacute; ...) */
@@ -37,23 +39,9 @@ size_t text_decode_entities(char *s);
  *  start a tag (e.g. "a < b") is kept. Returns the new length. */
 size_t text_strip_tags(char *s);
 
-/** True if s[0..len) is valid UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
-bool text_utf8_valid(const char *s, size_t len);
-
 /** Copies s[0..len) to a new NUL-terminated string with each invalid byte sequence replaced
  *  by U+FFFD. `*out_len` (may be NULL) gets the length. NULL only when out of memory. */
 char *text_utf8_repair(const char *s, size_t len, size_t *out_len);
-
-/** Largest n <= max such that s[0..n) does not end inside a UTF-8 character (s is valid
- *  UTF-8 of length len). */
-size_t text_utf8_cap(const char *s, size_t len, size_t max);
-
-/** Decodes one UTF-8 character at s[0..len): returns its length (1..4) and stores the code
- *  point, or returns 0 for an invalid sequence. */
-size_t text_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp);
-
-/** Encodes a code point (must be valid) into out[4]; returns the byte count. */
-size_t text_utf8_encode(uint32_t cp, char *out);
 
 /** A case-insensitive comparison key for deduplication (caller frees): simple lowercase
  *  mapping for ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic; whitespace collapsed;
