@@ -6,7 +6,7 @@
 set -eu
 pkgs=(make gcc pkg-config ca-certificates
       libmicrohttpd-dev libcurl4-openssl-dev libexpat1-dev libjansson-dev
-      libhiredis-dev redis-server libopenblas-dev libcmocka-dev
+      libhiredis-dev redis-server libopenblas-dev libcmocka-dev zlib1g-dev
       clang-14 libclang-rt-14-dev gnuplot-nox)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(wrk python3-faiss python3-locust python3-numpy nodejs npm)
