@@ -12,6 +12,7 @@
 
 #include "base/log.h"
 #include "base/progress.h"
+#include "recsys/eval.h"
 
 #define CKPT_FILE "checkpoint.gguf"
 #define MODEL_FILE "encoder.gguf"
@@ -142,16 +143,9 @@ int train_evaluate(struct encoder *e, const struct rec_dataset *d, enum rec_spli
             uint32_t tgt = rec_split_target(d, u, split);
             uint64_t n;
             const uint32_t *h = rec_split_history(d, u, split, &n);
-            uint32_t mark = b0 + (uint32_t)b + 1;
-            for (uint64_t i = 0; i < n; i++)
-                stamp[h[i]] = mark;
-            const float *s = scores + (size_t)b * (N + 1);
-            float st = s[tgt];
-            int rank = 0;
-            for (int i = 1; i <= N; i++)
-                if (i != (int)tgt && stamp[i] != mark && s[i] > st)
-                    rank++;
-            if (rank < k) {
+            uint32_t rank = rec_eval_rank(scores + (size_t)b * (N + 1), (uint32_t)N, tgt, h,
+                                          (size_t)n, stamp, b0 + (uint32_t)b + 1);
+            if (rank < (uint32_t)k) {
                 sum_hr += 1.0;
                 sum_ndcg += 1.0 / log2(rank + 2.0);
             }

@@ -65,7 +65,8 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
 /** Full-ranking leave-one-out evaluation: for each user with a held-out item in `split`
  *  (REC_SPLIT_VALID or REC_SPLIT_TEST), score every item against the user vector of the last
  *  max_len history items, exclude items already in the history, and report HR@k and NDCG@k
- *  of the held-out item. At most max_users users (0 = all, else evenly spaced ones). */
+ *  of the held-out item, ranked by recsys/eval's rule (rec_eval_rank: ties broken by item id).
+ *  At most max_users users (0 = all, else evenly spaced ones). */
 int train_evaluate(struct encoder *e, const struct rec_dataset *d, enum rec_split split,
                    int k, uint32_t max_users, struct pool *pool, double *hr, double *ndcg,
                    struct err *err);
