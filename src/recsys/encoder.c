@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/gguf.h"
 #include "engine/ops.h"
 #include "engine/ops_backward.h"
 
@@ -785,4 +786,161 @@ double encoder_train_flops(const struct encoder_config *c, int B, int T, int n_l
     double fwd = per_tok * bt + attn;
     double loss = 2.0 * (double)n_loss * n_candidates * C; /* logits */
     return 3.0 * fwd + 3.0 * loss;
+}
+
+/* ---- GGUF files ---- */
+
+#define ARCH "nanorec.encoder"
+#define KEY(k) ARCH "." k
+
+int encoder_save(const struct encoder *e, const struct encoder_train_state *ts, const char *path,
+                 struct err *err)
+{
+    const struct encoder_config *c = &e->cfg;
+    struct gguf_writer *w = gguf_writer_new();
+    if (!w)
+        return err_set(err, ERR_NOMEM, "encoder: out of memory writing %s", path);
+    int rc = 0;
+    rc |= gguf_writer_set_str(w, "general.architecture", ARCH);
+    rc |= gguf_writer_set_str(w, "general.name", ts ? "nanorec encoder checkpoint"
+                                                    : "nanorec user encoder");
+    rc |= gguf_writer_set_u32(w, KEY("n_items"), (uint32_t)c->n_items);
+    rc |= gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)c->dim);
+    rc |= gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)c->n_layers);
+    rc |= gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)c->n_heads);
+    rc |= gguf_writer_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->ffn);
+    rc |= gguf_writer_set_u32(w, KEY("context_length"), (uint32_t)c->max_len);
+    rc |= gguf_writer_set_f32(w, KEY("dropout"), c->dropout);
+    rc |= gguf_writer_set_f32(w, KEY("rope.freq_base"), c->rope_theta);
+    rc |= gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps);
+    rc |= gguf_writer_set_str(w, KEY("loss"), encoder_loss_name(c->loss));
+    rc |= gguf_writer_set_f32(w, KEY("temperature"), c->temperature);
+    rc |= gguf_writer_set_bool(w, KEY("logq"), c->logq);
+    rc |= gguf_writer_set_bool(w, KEY("norm_items"), c->norm_items);
+    if (ts) {
+        rc |= gguf_writer_set_u64(w, "train.step", ts->step);
+        rc |= gguf_writer_set_u64(w, "train.rng", ts->rng);
+        rc |= gguf_writer_set_u32(w, "train.epoch", ts->epoch);
+        rc |= gguf_writer_set_u64(w, "train.seed", ts->seed);
+    }
+    if (rc) {
+        gguf_writer_free(w);
+        return err_set(err, ERR_NOMEM, "encoder: out of memory writing %s", path);
+    }
+    for (int i = 0; i < e->n_tensors && !rc; i++) {
+        const struct encoder_tensor *t = &e->tensors[i];
+        uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
+        rc = gguf_writer_add_tensor(w, t->name, GGML_TYPE_F32, t->rows > 1 ? 2 : 1, ne,
+                                    e->params + t->offset, true, err);
+    }
+    if (ts && !rc) {
+        uint64_t ne[1] = {e->n_params};
+        rc = gguf_writer_add_tensor(w, "adam.m", GGML_TYPE_F32, 1, ne, e->adam_m, true, err);
+        if (!rc)
+            rc = gguf_writer_add_tensor(w, "adam.v", GGML_TYPE_F32, 1, ne, e->adam_v, true, err);
+    }
+    if (!rc)
+        rc = gguf_writer_write(w, path, err);
+    gguf_writer_free(w);
+    if (rc)
+        err_prefix(err, "saving encoder %s", path);
+    return rc;
+}
+
+/* Copies one f32 tensor of exactly `n` elements (shape checked by the caller's numbers). */
+static int load_f32(const struct gguf_file *f, const char *name, uint64_t cols, uint64_t rows,
+                    float *dst, struct err *err)
+{
+    const struct gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t)
+        return err_set(err, ERR_INVALID, "tensor '%s' is missing", name);
+    if (t->type != GGML_TYPE_F32)
+        return err_set(err, ERR_UNSUPPORTED, "tensor '%s' is %s, expected f32", name,
+                       ggml_type_name(t->type) ? ggml_type_name(t->type) : "unknown");
+    uint64_t n = 1;
+    for (uint32_t i = 0; i < t->n_dims; i++)
+        n *= t->ne[i];
+    if (t->ne[0] != cols || n != cols * rows || t->nbytes != n * sizeof(float))
+        return err_set(err, ERR_INVALID,
+                       "tensor '%s' has shape [%llu x %llu], expected [%llu x %llu]", name,
+                       (unsigned long long)t->ne[0], (unsigned long long)(n / t->ne[0]),
+                       (unsigned long long)cols, (unsigned long long)rows);
+    memcpy(dst, t->data, n * sizeof(float));
+    return 0;
+}
+
+static int get_int(const struct gguf_file *f, const char *key, int *out, struct err *err)
+{
+    uint32_t v;
+    int rc = gguf_get_u32(f, key, &v, err);
+    if (rc == ERR_NOTFOUND)
+        return err_set(err, ERR_INVALID, "key '%s' is missing", key);
+    if (rc)
+        return rc;
+    if (v > 100000000u)
+        return err_set(err, ERR_INVALID, "key '%s' = %u is out of range", key, v);
+    *out = (int)v;
+    return 0;
+}
+
+struct encoder *encoder_load(const char *path, struct encoder_train_state *ts, struct err *err)
+{
+    struct gguf_file *f = gguf_open(path, err);
+    if (!f)
+        return NULL;
+    struct encoder *e = NULL;
+    struct encoder_config c;
+    encoder_config_default(&c);
+    struct gguf_str s;
+    int rc = gguf_get_str(f, "general.architecture", &s, err);
+    if (rc || !gguf_str_eq(s, ARCH)) {
+        err_set(err, ERR_INVALID, "general.architecture is not '" ARCH "'");
+        goto fail;
+    }
+    if (get_int(f, KEY("n_items"), &c.n_items, err) ||
+        get_int(f, KEY("embedding_length"), &c.dim, err) ||
+        get_int(f, KEY("block_count"), &c.n_layers, err) ||
+        get_int(f, KEY("attention.head_count"), &c.n_heads, err) ||
+        get_int(f, KEY("feed_forward_length"), &c.ffn, err) ||
+        get_int(f, KEY("context_length"), &c.max_len, err) ||
+        gguf_get_f32(f, KEY("dropout"), &c.dropout, err) ||
+        gguf_get_f32(f, KEY("rope.freq_base"), &c.rope_theta, err) ||
+        gguf_get_f32(f, KEY("attention.layer_norm_rms_epsilon"), &c.norm_eps, err) ||
+        gguf_get_f32(f, KEY("temperature"), &c.temperature, err) ||
+        gguf_get_bool(f, KEY("logq"), &c.logq, err) ||
+        gguf_get_bool(f, KEY("norm_items"), &c.norm_items, err) ||
+        gguf_get_str(f, KEY("loss"), &s, err))
+        goto fail;
+    c.loss = gguf_str_eq(s, "infonce") ? ENCODER_LOSS_INFONCE : ENCODER_LOSS_SOFTMAX;
+    if (!gguf_str_eq(s, "infonce") && !gguf_str_eq(s, "softmax")) {
+        err_set(err, ERR_INVALID, "key '" KEY("loss") "' is neither softmax nor infonce");
+        goto fail;
+    }
+    e = encoder_new(&c, 0, err);
+    if (!e)
+        goto fail;
+    for (int i = 0; i < e->n_tensors; i++) {
+        const struct encoder_tensor *t = &e->tensors[i];
+        if (load_f32(f, t->name, (uint64_t)t->cols, (uint64_t)t->rows, e->params + t->offset,
+                     err))
+            goto fail;
+    }
+    if (ts && gguf_find(f, "train.step")) {
+        if (gguf_get_u64(f, "train.step", &ts->step, err) ||
+            gguf_get_u64(f, "train.rng", &ts->rng, err) ||
+            gguf_get_u32(f, "train.epoch", &ts->epoch, err) ||
+            gguf_get_u64(f, "train.seed", &ts->seed, err) ||
+            load_f32(f, "adam.m", e->n_params, 1, e->adam_m, err) ||
+            load_f32(f, "adam.v", e->n_params, 1, e->adam_v, err))
+            goto fail;
+    } else if (ts) {
+        memset(ts, 0, sizeof(*ts));
+    }
+    gguf_close(f);
+    return e;
+fail:
+    err_prefix(err, "loading encoder %s", path);
+    encoder_free(e);
+    gguf_close(f);
+    return NULL;
 }

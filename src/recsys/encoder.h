@@ -135,4 +135,20 @@ void encoder_adamw_step(struct encoder *e, const struct adamw_config *opt, uint6
 double encoder_train_flops(const struct encoder_config *c, int B, int T, int n_loss,
                            int n_candidates);
 
+/** Training state a checkpoint carries beside the Adam moments: optimizer steps done, the
+ *  batch sampler's RNG state, epochs done, the run's seed. */
+struct encoder_train_state {
+    uint64_t step, rng;
+    uint32_t epoch;
+    uint64_t seed;
+};
+/** Writes the encoder as GGUF (general.architecture = nanorec.encoder, hyper-parameters as
+ *  nanorec.encoder.* keys, weights as f32 tensors named as in e->tensors); with the Adam
+ *  moments (adam.m, adam.v) and train.* keys when `ts` is given (a checkpoint). Atomic. */
+int encoder_save(const struct encoder *e, const struct encoder_train_state *ts, const char *path,
+                 struct err *err);
+/** Loads a file written by encoder_save (Adam moments and *ts too when ts is not NULL and the
+ *  file has them). Every key, shape and type is validated. NULL + err on a problem. */
+struct encoder *encoder_load(const char *path, struct encoder_train_state *ts, struct err *err);
+
 #endif
