@@ -237,9 +237,9 @@ static void test_bad_inputs(void **state)
     struct ranker_batch b = {2, u, v, items, NULL, NULL};
     assert_int_not_equal(ranker_forward(r, &it, &b, NULL, NULL, &e), 0);
     assert_non_null(strstr(e.msg, "out of range"));
+    ranker_items_free(&it);
     assert_null(ranker_load("/nonexistent.gguf", &it, &e));
     ranker_free(r);
-    ranker_items_free(&it);
 }
 
 int main(void)
