@@ -5,6 +5,8 @@
 #include "engine/gguf_cli.h"
 #include "recsys/data_cli.h"
 #include "recsys/eval_cli.h"
+#include "recsys/ranker_train.h"
+#include "recsys/train_cli.h"
 
 static const struct cli_cmd cmds[] = {
     {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
@@ -12,7 +14,11 @@ static const struct cli_cmd cmds[] = {
     {"data prepare", "MovieLens folder -> dataset artifact (id maps, sequences, metadata)",
      DATA_PREPARE_USAGE, data_cli_prepare},
     {"eval", "HR@K / NDCG@K of the baselines (and a model) on the leave-one-out split",
-     EVAL_USAGE, eval_cli},
+     EVAL_USAGE, train_cli_eval},
+    {"train encoder", "train the SASRec-style user encoder (checkpoints, curves, export)",
+     TRAIN_ENCODER_USAGE, train_cli_encoder},
+    {"train ranker", "train the feature MLP ranker on the encoder's candidates; report re-ranking",
+     ranker_train_usage, ranker_train_cli},
     {NULL, NULL, NULL, NULL},
 };
 
