@@ -1,4 +1,4 @@
-/** Internals shared by the ann/*.c files: the index struct, the search scratch, the top-k
+/** Internals shared by the files of src/ann: the index struct, the search scratch, the top-k
  *  heap and the exclusion check. Not part of the public API (use ann/ann.h). */
 #ifndef ANN_INDEX_H
 #define ANN_INDEX_H
