@@ -51,6 +51,13 @@ static void gemm_nt_scalar(const float *A, size_t na, const float *B, size_t nb,
             C[i * nb + j] = dot_scalar(A + i * (size_t)d, B + j * (size_t)d, d);
 }
 
+static void dot_cols_scalar(const float *x, const float *ct, int d, size_t k, float *out)
+{
+    for (size_t j = 0; j < k; j++) out[j] = 0.0f;
+    for (int t = 0; t < d; t++)
+        for (size_t j = 0; j < k; j++) out[j] += x[t] * ct[(size_t)t * k + j];
+}
+
 static void sq8_dot_rows_scalar(const float *w, const uint8_t *codes, size_t n, int d, float *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -190,6 +197,22 @@ AVX2 static void gemm_nt_avx2(const float *A, size_t na, const float *B, size_t 
                               float *C)
 {
     for (size_t i = 0; i < na; i++) dot_rows_avx2(A + i * (size_t)d, B, nb, d, C + i * nb);
+}
+
+AVX2 static void dot_cols_avx2(const float *x, const float *ct, int d, size_t k, float *out)
+{
+    size_t j = 0;
+    for (; j + 8 <= k; j += 8) {
+        __m256 s = _mm256_setzero_ps();
+        for (int t = 0; t < d; t++)
+            s = _mm256_fmadd_ps(_mm256_set1_ps(x[t]), _mm256_loadu_ps(ct + (size_t)t * k + j), s);
+        _mm256_storeu_ps(out + j, s);
+    }
+    for (; j < k; j++) {
+        float s = 0.0f;
+        for (int t = 0; t < d; t++) s += x[t] * ct[(size_t)t * k + j];
+        out[j] = s;
+    }
 }
 
 AVX2 static void sq8_dot_rows_avx2(const float *w, const uint8_t *codes, size_t n, int d,
@@ -398,6 +421,30 @@ AVX512 static void gemm_nt_avx512(const float *A, size_t na, const float *B, siz
     for (; i < na; i++) dot_rows_avx512(A + i * (size_t)d, B, nb, d, C + i * nb);
 }
 
+AVX512 static void dot_cols_avx512(const float *x, const float *ct, int d, size_t k, float *out)
+{
+    size_t j = 0;
+    for (; j + 32 <= k; j += 32) {
+        __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+        for (int t = 0; t < d; t++) {
+            __m512 xv = _mm512_set1_ps(x[t]);
+            const float *r = ct + (size_t)t * k + j;
+            s0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(r), s0);
+            s1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(r + 16), s1);
+        }
+        _mm512_storeu_ps(out + j, s0);
+        _mm512_storeu_ps(out + j + 16, s1);
+    }
+    for (; j < k; j += 16) {
+        __mmask16 m = k - j >= 16 ? (__mmask16)0xffff : tail_mask((int)(k - j));
+        __m512 s = _mm512_setzero_ps();
+        for (int t = 0; t < d; t++)
+            s = _mm512_fmadd_ps(_mm512_set1_ps(x[t]),
+                                _mm512_maskz_loadu_ps(m, ct + (size_t)t * k + j), s);
+        _mm512_mask_storeu_ps(out + j, m, s);
+    }
+}
+
 AVX512 static void sq8_dot_rows_avx512(const float *w, const uint8_t *codes, size_t n, int d,
                                        float *out)
 {
@@ -484,20 +531,20 @@ AVX512 static void pq_adc_rows_avx512(const float *lut, const uint8_t *codes, si
 
 static const struct ann_dist_ops ops_scalar = {
     ANN_ISA_SCALAR,      dot_scalar,          l2_scalar,          dot_rows_scalar,
-    l2_rows_scalar,      gemm_nt_scalar,      sq8_dot_rows_scalar, sq8_l2_rows_scalar,
+    l2_rows_scalar,      gemm_nt_scalar,      dot_cols_scalar,     sq8_dot_rows_scalar, sq8_l2_rows_scalar,
     pq_adc_rows_scalar,
 };
 
 #if ANN_X86
 static const struct ann_dist_ops ops_avx2 = {
     ANN_ISA_AVX2,        dot_avx2,          l2_avx2,          dot_rows_avx2,
-    l2_rows_avx2,        gemm_nt_avx2,      sq8_dot_rows_avx2, sq8_l2_rows_avx2,
+    l2_rows_avx2,        gemm_nt_avx2,      dot_cols_avx2,     sq8_dot_rows_avx2, sq8_l2_rows_avx2,
     pq_adc_rows_unrolled,
 };
 
 static const struct ann_dist_ops ops_avx512 = {
     ANN_ISA_AVX512,        dot_avx512,          l2_avx512,          dot_rows_avx512,
-    l2_rows_avx512,        gemm_nt_avx512,      sq8_dot_rows_avx512, sq8_l2_rows_avx512,
+    l2_rows_avx512,        gemm_nt_avx512,      dot_cols_avx512,     sq8_dot_rows_avx512, sq8_l2_rows_avx512,
     pq_adc_rows_avx512,
 };
 #endif

@@ -25,6 +25,9 @@ struct ann_dist_ops {
     /** C (na, nb) = A (na, d) . B (nb, d)^T, row-major, ldc = nb. Register-blocked: k-means
      *  assignment and batched exact search. */
     void (*gemm_nt)(const float *A, size_t na, const float *B, size_t nb, int d, float *C);
+    /** out[j] = sum_t x[t] * ct[t*k + j] for j < k: inner products with k vectors stored
+     *  transposed (d, k). Vectorizes over the k vectors, for small d (PQ sub-spaces). */
+    void (*dot_cols)(const float *x, const float *ct, int d, size_t k, float *out);
     /** out[i] = sum_j w[j] * c_i[j] for n rows of d uint8 codes (SQ8 inner product). */
     void (*sq8_dot_rows)(const float *w, const uint8_t *codes, size_t n, int d, float *out);
     /** out[i] = sum_j (r[j] - s[j] * c_i[j])^2 (SQ8 squared L2). */

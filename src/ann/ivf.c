@@ -62,16 +62,14 @@ static void pq_decode(const struct ann_index *idx, const uint8_t *code, float *r
 /* lut[m*256 + j] = scale * <q_m, codeword_mj>. */
 static void pq_lut(const struct ann_index *idx, const float *q, float scale, float *lut)
 {
+    const struct ann_dist_ops *ops = ann_dist_get();
     int dsub = idx->pq_dsub;
     for (int m = 0; m < idx->pq_m; m++) {
-        const float *cbT = idx->pq_cb + (size_t)m * dsub * ANN_PQ_K;
         float *l = lut + (size_t)m * ANN_PQ_K;
-        for (int j = 0; j < ANN_PQ_K; j++) l[j] = 0.0f;
-        for (int t = 0; t < dsub; t++) {
-            float qt = scale * q[m * dsub + t];
-            const float *row = cbT + (size_t)t * ANN_PQ_K;
-            for (int j = 0; j < ANN_PQ_K; j++) l[j] += qt * row[j];
-        }
+        ops->dot_cols(q + (size_t)m * dsub, idx->pq_cb + (size_t)m * dsub * ANN_PQ_K, dsub,
+                      ANN_PQ_K, l);
+        if (scale != 1.0f)
+            for (int j = 0; j < ANN_PQ_K; j++) l[j] *= scale;
     }
 }
 

@@ -101,6 +101,7 @@ struct assign_ctx {
     uint32_t *ids;
     float *best;
     float **scratch; /* per thread: ASSIGN_ROWS * ASSIGN_COLS floats */
+    const float *ct; /* centroids transposed (dim, k) when dim is small, else NULL */
     const struct ann_dist_ops *ops;
 };
 
@@ -119,8 +120,16 @@ static void assign_task(void *vctx, size_t begin, size_t end, int tid)
         }
         for (int c0 = 0; c0 < a->k; c0 += ASSIGN_COLS) {
             int nc = a->k - c0 < ASSIGN_COLS ? a->k - c0 : ASSIGN_COLS;
-            a->ops->gemm_nt(a->x + r0 * (size_t)a->dim, nr, a->c + (size_t)c0 * a->dim,
-                            (size_t)nc, a->dim, buf);
+            if (a->ct) {
+                /* small dim: centroids transposed, vectorized over centroids */
+                for (size_t r = 0; r < nr; r++)
+                    a->ops->dot_cols(a->x + (r0 + r) * (size_t)a->dim, a->ct, a->dim,
+                                     (size_t)a->k, buf + r * (size_t)a->k);
+                nc = a->k; /* one pass covers all centroids (k <= ASSIGN_COLS) */
+            } else {
+                a->ops->gemm_nt(a->x + r0 * (size_t)a->dim, nr, a->c + (size_t)c0 * a->dim,
+                                (size_t)nc, a->dim, buf);
+            }
             for (size_t r = 0; r < nr; r++) {
                 const float *row = buf + r * (size_t)nc;
                 if (a->ip) {
@@ -160,7 +169,7 @@ int ann_assign(const float *x, size_t n, int dim, const float *centroids, const 
 {
     int nt = pool ? pool_threads(pool) : 1;
     float **scratch = calloc((size_t)nt, sizeof *scratch);
-    float *own_norm = NULL;
+    float *own_norm = NULL, *ct = NULL;
     int rc = ERR_NOMEM;
     if (!scratch) return ERR_NOMEM;
     const struct ann_dist_ops *ops = ann_dist_get();
@@ -175,13 +184,20 @@ int ann_assign(const float *x, size_t n, int dim, const float *centroids, const 
         scratch[t] = malloc(sizeof(float) * ASSIGN_ROWS * ASSIGN_COLS);
         if (!scratch[t]) goto out;
     }
-    struct assign_ctx a = {x, centroids, cnorm, n, dim, k, ip, ids, best, scratch, ops};
+    if (dim < 16 && k <= ASSIGN_COLS) {
+        ct = malloc((size_t)k * dim * sizeof *ct);
+        if (!ct) goto out;
+        for (int j = 0; j < k; j++)
+            for (int t = 0; t < dim; t++) ct[(size_t)t * k + j] = centroids[(size_t)j * dim + t];
+    }
+    struct assign_ctx a = {x, centroids, cnorm, n, dim, k, ip, ids, best, scratch, ct, ops};
     pool_for(pool, (n + ASSIGN_ROWS - 1) / ASSIGN_ROWS, 1, assign_task, &a);
     rc = 0;
 out:
     for (int t = 0; t < nt; t++) free(scratch[t]);
     free(scratch);
     free(own_norm);
+    free(ct);
     return rc;
 }
 
