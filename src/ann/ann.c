@@ -41,7 +41,8 @@ int ann_cfg_resolve(struct ann_cfg *c, int dim, struct err *err)
     if (c->pq_m <= 0) c->pq_m = dim >= 4 ? dim / 4 : dim;
     if (c->hnsw_m <= 0) c->hnsw_m = 32;
     if (c->ef_construction <= 0) c->ef_construction = 40;
-    if (c->kmeans_iters <= 0) c->kmeans_iters = 20;
+    if (c->kmeans_iters <= 0) c->kmeans_iters = 10;
+    if (c->pq_iters <= 0) c->pq_iters = 25;
     if (c->max_train_per_centroid <= 0) c->max_train_per_centroid = 256;
     if (c->nlist > (1 << 20)) return err_set(err, ERR_INVALID, "nlist %d above 2^20", c->nlist);
     if (c->kind == ANN_KIND_IVF_PQ && (dim % c->pq_m != 0 || c->pq_m > dim))
@@ -83,6 +84,7 @@ struct ann_index *ann_build(const struct ann_cfg *cfg, const float *x, size_t n,
     case ANN_KIND_IVF_PQ: rc = ann_ivf_train(idx, x, n, pool, err); break;
     default: break;
     }
+    idx->cfg.centroids = NULL;
     if (rc == 0) rc = ann_add(idx, x, n, pool, err);
     if (rc != 0) {
         ann_free(idx);

@@ -46,10 +46,13 @@ struct ann_cfg {
     int pq_m;               /* IVF-PQ: sub-quantizers, dim % pq_m == 0 (dim / 4) */
     int hnsw_m;             /* HNSW: links per node on upper levels, 2M on level 0 (32) */
     int ef_construction;    /* HNSW: candidate list while inserting (40) */
-    int kmeans_iters;       /* k-means iterations for IVF and PQ (20) */
+    int kmeans_iters;       /* k-means iterations of the coarse quantizer (10, as FAISS) */
+    int pq_iters;           /* k-means iterations of each PQ sub-quantizer (25, as FAISS) */
     int kmeans_plusplus;    /* 1: k-means++ seeding; 0: random distinct points */
     int max_train_per_centroid; /* training sample = min(n, this * k) (256, as FAISS) */
     uint64_t seed;          /* every random choice derives from it (0 is a valid seed) */
+    const float *centroids; /* IVF: a trained coarse quantizer (nlist, dim) to use instead of
+                               running k-means (shared between indexes); NULL = train */
 };
 
 /** Search parameters. */
@@ -75,9 +78,9 @@ const char *ann_kind_name(enum ann_kind kind);
 int ann_kind_parse(const char *s);
 
 /** Builds an index over x (n, dim): trains quantizers (k-means on a seeded sample), then adds
- *  the n vectors with ids 0..n-1. Threads over `pool` (may be NULL). n may be 0 only for
- *  FLAT and FLAT_SQ8 without training data... it must be at least nlist for IVF kinds and
- *  256 for PQ codebooks. NULL + err on bad parameters or memory. */
+ *  the n vectors with ids 0..n-1. Threads over `pool` (may be NULL). n may be 0 for FLAT and
+ *  HNSW; FLAT_SQ8 needs 1 vector, IVF kinds nlist, IVF-PQ also 256 (one per codeword).
+ *  NULL + err on bad parameters or memory. */
 struct ann_index *ann_build(const struct ann_cfg *cfg, const float *x, size_t n, int dim,
                             struct pool *pool, struct err *err);
 

@@ -4,6 +4,7 @@
  * runs on any x86-64; the table is chosen once with __builtin_cpu_supports. */
 #include "ann/dist.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,22 @@ static void dot_cols_scalar(const float *x, const float *ct, int d, size_t k, fl
     for (size_t j = 0; j < k; j++) out[j] = 0.0f;
     for (int t = 0; t < d; t++)
         for (size_t j = 0; j < k; j++) out[j] += x[t] * ct[(size_t)t * k + j];
+}
+
+static void argmin_scalar(const float *s, const float *bias, float mult, size_t n, float *best,
+                          uint32_t *best_i, uint32_t base)
+{
+    float b = *best;
+    uint32_t bi = *best_i;
+    for (size_t j = 0; j < n; j++) {
+        float v = (bias ? bias[j] : 0.0f) + mult * s[j];
+        if (v < b) {
+            b = v;
+            bi = base + (uint32_t)j;
+        }
+    }
+    *best = b;
+    *best_i = bi;
 }
 
 static void sq8_dot_rows_scalar(const float *w, const uint8_t *codes, size_t n, int d, float *out)
@@ -445,6 +462,38 @@ AVX512 static void dot_cols_avx512(const float *x, const float *ct, int d, size_
     }
 }
 
+/* Lane-wise minimum with the index of its first occurrence, then a reduction that prefers
+ * the smallest index among equal minima (same answer as the scalar loop). */
+AVX512 static void argmin_avx512(const float *s, const float *bias, float mult, size_t n,
+                                 float *best, uint32_t *best_i, uint32_t base)
+{
+    if (n < 16) {
+        argmin_scalar(s, bias, mult, n, best, best_i, base);
+        return;
+    }
+    __m512 vm = _mm512_set1_ps(mult), vb = _mm512_set1_ps(INFINITY);
+    __m512i vi = _mm512_setzero_si512(), idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                                                  10, 11, 12, 13, 14, 15);
+    const __m512i step = _mm512_set1_epi32(16);
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 v = _mm512_mul_ps(vm, _mm512_loadu_ps(s + j));
+        if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
+        __mmask16 lt = _mm512_cmp_ps_mask(v, vb, _CMP_LT_OQ);
+        vb = _mm512_mask_mov_ps(vb, lt, v);
+        vi = _mm512_mask_mov_epi32(vi, lt, idx);
+        idx = _mm512_add_epi32(idx, step);
+    }
+    float m = _mm512_reduce_min_ps(vb);
+    if (m < *best) {
+        /* the smallest index among the lanes holding the minimum is its first occurrence */
+        __mmask16 eq = _mm512_cmp_ps_mask(vb, _mm512_set1_ps(m), _CMP_EQ_OQ);
+        *best = m;
+        *best_i = base + _mm512_mask_reduce_min_epu32(eq, vi);
+    }
+    if (j < n) argmin_scalar(s + j, bias ? bias + j : NULL, mult, n - j, best, best_i, base + (uint32_t)j);
+}
+
 AVX512 static void sq8_dot_rows_avx512(const float *w, const uint8_t *codes, size_t n, int d,
                                        float *out)
 {
@@ -531,20 +580,20 @@ AVX512 static void pq_adc_rows_avx512(const float *lut, const uint8_t *codes, si
 
 static const struct ann_dist_ops ops_scalar = {
     ANN_ISA_SCALAR,      dot_scalar,          l2_scalar,          dot_rows_scalar,
-    l2_rows_scalar,      gemm_nt_scalar,      dot_cols_scalar,     sq8_dot_rows_scalar, sq8_l2_rows_scalar,
+    l2_rows_scalar,      gemm_nt_scalar,      dot_cols_scalar,     argmin_scalar,     sq8_dot_rows_scalar, sq8_l2_rows_scalar,
     pq_adc_rows_scalar,
 };
 
 #if ANN_X86
 static const struct ann_dist_ops ops_avx2 = {
     ANN_ISA_AVX2,        dot_avx2,          l2_avx2,          dot_rows_avx2,
-    l2_rows_avx2,        gemm_nt_avx2,      dot_cols_avx2,     sq8_dot_rows_avx2, sq8_l2_rows_avx2,
+    l2_rows_avx2,        gemm_nt_avx2,      dot_cols_avx2,     argmin_scalar,     sq8_dot_rows_avx2, sq8_l2_rows_avx2,
     pq_adc_rows_unrolled,
 };
 
 static const struct ann_dist_ops ops_avx512 = {
     ANN_ISA_AVX512,        dot_avx512,          l2_avx512,          dot_rows_avx512,
-    l2_rows_avx512,        gemm_nt_avx512,      dot_cols_avx512,     sq8_dot_rows_avx512, sq8_l2_rows_avx512,
+    l2_rows_avx512,        gemm_nt_avx512,      dot_cols_avx512,     argmin_avx512,     sq8_dot_rows_avx512, sq8_l2_rows_avx512,
     pq_adc_rows_avx512,
 };
 #endif

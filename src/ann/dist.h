@@ -28,6 +28,11 @@ struct ann_dist_ops {
     /** out[j] = sum_t x[t] * ct[t*k + j] for j < k: inner products with k vectors stored
      *  transposed (d, k). Vectorizes over the k vectors, for small d (PQ sub-spaces). */
     void (*dot_cols)(const float *x, const float *ct, int d, size_t k, float *out);
+    /** Running argmin of v[j] = bias[j] + mult * s[j] over j < n (bias may be NULL = 0):
+     *  where some v[j] < *best, sets *best and *best_i = base + j (first such j on ties).
+     *  Nearest-centroid search: bias = ||c||^2, mult = -2, s = inner products. */
+    void (*argmin)(const float *s, const float *bias, float mult, size_t n, float *best,
+                   uint32_t *best_i, uint32_t base);
     /** out[i] = sum_j w[j] * c_i[j] for n rows of d uint8 codes (SQ8 inner product). */
     void (*sq8_dot_rows)(const float *w, const uint8_t *codes, size_t n, int d, float *out);
     /** out[i] = sum_j (r[j] - s[j] * c_i[j])^2 (SQ8 squared L2). */

@@ -48,6 +48,7 @@ int ann_save(const struct ann_index *idx, const char *path, struct err *err)
     rc |= gguf_writer_set_str(w, KEY("metric"), c->metric == ANN_METRIC_IP ? "ip" : "l2");
     rc |= gguf_writer_set_u64(w, KEY("seed"), c->seed);
     rc |= gguf_writer_set_u32(w, KEY("kmeans_iters"), (uint32_t)c->kmeans_iters);
+    rc |= gguf_writer_set_u32(w, KEY("pq_iters"), (uint32_t)c->pq_iters);
     rc |= gguf_writer_set_u32(w, KEY("max_train_per_centroid"), (uint32_t)c->max_train_per_centroid);
     rc |= gguf_writer_set_bool(w, KEY("kmeans_plusplus"), c->kmeans_plusplus != 0);
     if (rc) {
@@ -301,6 +302,7 @@ static struct ann_index *load_from(struct gguf_file *f, struct err *err)
     uint64_t seed = 0;
     if (gguf_get_u64(f, KEY("seed"), &seed, NULL) == 0) c->seed = seed;
     if (gguf_get_u32(f, KEY("kmeans_iters"), &u, NULL) == 0 && u <= 100000) c->kmeans_iters = (int)u;
+    if (gguf_get_u32(f, KEY("pq_iters"), &u, NULL) == 0 && u <= 100000) c->pq_iters = (int)u;
     if (gguf_get_u32(f, KEY("max_train_per_centroid"), &u, NULL) == 0 && u <= 1000000)
         c->max_train_per_centroid = (int)u;
     bool pp = false;

@@ -23,30 +23,33 @@
 
 /* ------------------------------------------------------------------------- PQ codec ---- */
 
-/* Squared distances of a dsub-dim sub-vector to the 256 codewords of one sub-space, with
- * the codebook stored transposed (dsub, 256) so the loop runs over codewords. */
-static void pq_sub_dists(const float *cbT, int dsub, const float *r, float *out)
-{
-    for (int j = 0; j < ANN_PQ_K; j++) out[j] = 0.0f;
-    for (int t = 0; t < dsub; t++) {
-        const float *row = cbT + (size_t)t * ANN_PQ_K;
-        float rt = r[t];
-        for (int j = 0; j < ANN_PQ_K; j++) {
-            float df = rt - row[j];
-            out[j] += df * df;
-        }
-    }
-}
-
-static void pq_encode(const struct ann_index *idx, const float *r, uint8_t *code, float *tmp)
+/* Squared norms of every codeword, (m, 256): the encoder's bias term. */
+static void pq_cb_norms(const struct ann_index *idx, float *norms)
 {
     int dsub = idx->pq_dsub;
     for (int m = 0; m < idx->pq_m; m++) {
-        pq_sub_dists(idx->pq_cb + (size_t)m * dsub * ANN_PQ_K, dsub, r + (size_t)m * dsub, tmp);
-        int best = 0;
-        for (int j = 1; j < ANN_PQ_K; j++)
-            if (tmp[j] < tmp[best]) best = j;
-        code[m] = (uint8_t)best;
+        const float *cbT = idx->pq_cb + (size_t)m * dsub * ANN_PQ_K;
+        float *nm = norms + (size_t)m * ANN_PQ_K;
+        for (int j = 0; j < ANN_PQ_K; j++) nm[j] = 0.0f;
+        for (int t = 0; t < dsub; t++)
+            for (int j = 0; j < ANN_PQ_K; j++) nm[j] += cbT[(size_t)t * ANN_PQ_K + j] * cbT[(size_t)t * ANN_PQ_K + j];
+    }
+}
+
+/* Nearest codeword per sub-space: argmin ||c||^2 - 2 <r, c>, the inner products taken with
+ * the transposed codebook (vectorized over the 256 codewords). */
+static void pq_encode(const struct ann_index *idx, const float *norms, const float *r,
+                      uint8_t *code, float *tmp)
+{
+    const struct ann_dist_ops *ops = ann_dist_get();
+    int dsub = idx->pq_dsub;
+    for (int m = 0; m < idx->pq_m; m++) {
+        ops->dot_cols(r + (size_t)m * dsub, idx->pq_cb + (size_t)m * dsub * ANN_PQ_K, dsub,
+                      ANN_PQ_K, tmp);
+        float best = FLT_MAX;
+        uint32_t bi = 0;
+        ops->argmin(tmp, norms + (size_t)m * ANN_PQ_K, -2.0f, ANN_PQ_K, &best, &bi, 0);
+        code[m] = (uint8_t)bi;
     }
 }
 
@@ -143,8 +146,13 @@ int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *
         return err_set(err, ERR_NOMEM, "ivf: out of memory for %d centroids", c->nlist);
     struct ann_kmeans_cfg kc = {c->kmeans_iters, c->kmeans_plusplus, c->max_train_per_centroid,
                                 c->seed};
-    rc = ann_kmeans(x, n, d, c->nlist, &kc, idx->centroids, pool, err);
-    if (rc != 0) return err_prefix(err, "ivf coarse quantizer");
+    if (c->centroids) {
+        memcpy(idx->centroids, c->centroids, (size_t)c->nlist * d * sizeof(float));
+        idx->cfg.centroids = NULL; /* the caller's array need not outlive the build */
+    } else {
+        rc = ann_kmeans(x, n, d, c->nlist, &kc, idx->centroids, pool, err);
+        if (rc != 0) return err_prefix(err, "ivf coarse quantizer");
+    }
     compute_cnorm(idx);
 
     switch (c->kind) {
@@ -199,7 +207,7 @@ int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *
             rc = err_set(err, ERR_NOMEM, "ivf_pq: out of memory for codebooks");
             goto out;
         }
-        struct pqtrain_ctx pc = {res, (size_t)ns, d, idx->pq_dsub, c->kmeans_iters, c->seed,
+        struct pqtrain_ctx pc = {res, (size_t)ns, d, idx->pq_dsub, c->pq_iters, c->seed,
                                  idx->pq_cb, 0};
         pool_for(pool, (size_t)c->pq_m, 1, pq_train_task, &pc);
         if (pc.failed) rc = err_set(err, pc.failed, "ivf_pq: training the codebooks failed");
@@ -219,6 +227,7 @@ struct ivf_enc_ctx {
     const uint32_t *asg;
     uint8_t *codes; /* (n, code_size) in input order */
     float *terms;   /* (n) or NULL */
+    const float *cb_norms; /* PQ: (m, 256) */
     int failed;
 };
 
@@ -246,7 +255,7 @@ static void ivf_encode_task(void *vctx, size_t begin, size_t end, int tid)
         if (idx->cfg.kind == ANN_KIND_IVF_SQ8) {
             ann_sq8_encode(idx->sq_vmin, idx->sq_vdiff, r, d, code);
         } else {
-            pq_encode(idx, r, code, tmp);
+            pq_encode(idx, c->cb_norms, r, code, tmp);
             if (c->terms) {
                 pq_decode(idx, code, rh);
                 double t = 0;
@@ -280,8 +289,18 @@ int ann_ivf_add(struct ann_index *idx, const float *x, size_t n, struct pool *po
         rc = err_set(err, ERR_NOMEM, "ivf: out of memory assigning %zu vectors", n);
         goto out;
     }
-    struct ivf_enc_ctx ec = {idx, x, asg, codes, terms, 0};
+    float *cbn = NULL;
+    if (idx->pq_cb) {
+        cbn = malloc((size_t)idx->pq_m * ANN_PQ_K * sizeof *cbn);
+        if (!cbn) {
+            rc = err_set(err, ERR_NOMEM, "ivf: out of memory");
+            goto out;
+        }
+        pq_cb_norms(idx, cbn);
+    }
+    struct ivf_enc_ctx ec = {idx, x, asg, codes, terms, cbn, 0};
     pool_for(pool, n, 64, ivf_encode_task, &ec);
+    free(cbn);
     if (ec.failed) {
         rc = err_set(err, ec.failed, "ivf: out of memory encoding");
         goto out;

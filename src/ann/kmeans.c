@@ -115,7 +115,7 @@ static void assign_task(void *vctx, size_t begin, size_t end, int tid)
         float bv[ASSIGN_ROWS];
         uint32_t bi[ASSIGN_ROWS];
         for (size_t r = 0; r < nr; r++) {
-            bv[r] = a->ip ? -FLT_MAX : FLT_MAX;
+            bv[r] = FLT_MAX; /* for ip the running minimum is of -<x, c> */
             bi[r] = 0;
         }
         for (int c0 = 0; c0 < a->k; c0 += ASSIGN_COLS) {
@@ -132,28 +132,18 @@ static void assign_task(void *vctx, size_t begin, size_t end, int tid)
             }
             for (size_t r = 0; r < nr; r++) {
                 const float *row = buf + r * (size_t)nc;
-                if (a->ip) {
-                    for (int j = 0; j < nc; j++)
-                        if (row[j] > bv[r]) {
-                            bv[r] = row[j];
-                            bi[r] = (uint32_t)(c0 + j);
-                        }
-                } else {
-                    for (int j = 0; j < nc; j++) {
-                        float dd = a->cnorm[c0 + j] - 2.0f * row[j];
-                        if (dd < bv[r]) {
-                            bv[r] = dd;
-                            bi[r] = (uint32_t)(c0 + j);
-                        }
-                    }
-                }
+                if (a->ip)
+                    a->ops->argmin(row, NULL, -1.0f, (size_t)nc, &bv[r], &bi[r], (uint32_t)c0);
+                else
+                    a->ops->argmin(row, a->cnorm + c0, -2.0f, (size_t)nc, &bv[r], &bi[r],
+                                   (uint32_t)c0);
             }
         }
         for (size_t r = 0; r < nr; r++) {
             a->ids[r0 + r] = bi[r];
             if (a->best) {
                 if (a->ip) {
-                    a->best[r0 + r] = bv[r];
+                    a->best[r0 + r] = -bv[r];
                 } else {
                     const float *xr = a->x + (r0 + r) * (size_t)a->dim;
                     float d = bv[r] + a->ops->dot(xr, xr, a->dim);
