@@ -67,8 +67,15 @@ struct gguf_str {
     const char *ptr;
 };
 
-/** One metadata entry. For arrays, `arr_type` and `arr_n` describe the elements and `data`
- *  points at the first one; for string arrays use gguf_arr_str(). */
+/** One metadata entry. `data` depends on the type:
+ *  - fixed-size scalars: the value's bytes in the file (may be unaligned: use memcpy or the
+ *    typed getters);
+ *  - GGUF_TYPE_STRING: a `struct gguf_str` owned by the handle (use gguf_get_str);
+ *  - GGUF_TYPE_ARRAY: `arr_type` and `arr_n` describe the elements. Fixed-size elements: the
+ *    first element's bytes in the file (unaligned; use gguf_arr_i64/gguf_arr_f64 or memcpy);
+ *    strings: an array of `arr_n` `struct gguf_str` owned by the handle (gguf_arr_str);
+ *    arrays: an array of `arr_n` `struct gguf_kv` with empty keys (gguf_arr_arr).
+ *  Everything stays valid until gguf_close. */
 struct gguf_kv {
     struct gguf_str key;
     enum gguf_type type;
@@ -89,7 +96,7 @@ struct gguf_tensor {
 
 struct gguf_file; /* opaque */
 
-/** Maps and validates `path`. NULL + err on any problem. */
+/** Maps and validates `path`. NULL + err on any problem; the message starts with the path. */
 struct gguf_file *gguf_open(const char *path, struct err *err);
 /** Same, over a caller-owned buffer that must outlive the handle (fuzzing, tests). */
 struct gguf_file *gguf_open_mem(const void *buf, size_t len, struct err *err);
@@ -103,6 +110,8 @@ uint64_t gguf_n_tensors(const struct gguf_file *f);
 const struct gguf_tensor *gguf_tensor_at(const struct gguf_file *f, uint64_t i);
 /** Size of the whole mapping in bytes. */
 uint64_t gguf_file_size(const struct gguf_file *f);
+/** Byte offset of the data section (tensor offsets are relative to it). */
+uint64_t gguf_data_offset(const struct gguf_file *f);
 
 /** Lookups by NUL-terminated key; NULL if absent. */
 const struct gguf_kv *gguf_find(const struct gguf_file *f, const char *key);
@@ -118,8 +127,15 @@ int gguf_get_f32(const struct gguf_file *f, const char *key, float *out, struct 
 int gguf_get_bool(const struct gguf_file *f, const char *key, bool *out, struct err *err);
 int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *out,
                  struct err *err);
-/** Element i of a string array (bounds-checked by the caller against kv->arr_n). */
+/** Element i of a string array; an empty view if kv is not a string array or i >= arr_n. */
 struct gguf_str gguf_arr_str(const struct gguf_kv *kv, uint64_t i);
+/** Element i of an array of arrays (itself a kv with an empty key); NULL if none. */
+const struct gguf_kv *gguf_arr_arr(const struct gguf_kv *kv, uint64_t i);
+/** Element i of a numeric array. gguf_arr_i64: integer element types (false for floats, bool,
+ *  out of range). gguf_arr_f64: any integer or float element type. False if kv is not such an
+ *  array or i >= arr_n. */
+bool gguf_arr_i64(const struct gguf_kv *kv, uint64_t i, int64_t *out);
+bool gguf_arr_f64(const struct gguf_kv *kv, uint64_t i, double *out);
 
 /** Compares a view with a NUL-terminated string. */
 bool gguf_str_eq(struct gguf_str s, const char *z);
@@ -141,24 +157,32 @@ void gguf_writer_free(struct gguf_writer *w);
 /** Alignment of the data section and of each tensor (power of two; default 32). Also written
  *  as general.alignment when not 32. */
 void gguf_writer_set_alignment(struct gguf_writer *w, uint32_t align);
-/** Setting an existing key replaces its value. Return 0 or ERR_NOMEM. */
+/** Setting an existing key replaces its value (keys keep their first position). Return 0,
+ *  ERR_NOMEM, or ERR_INVALID for an empty key, a key over 65535 bytes or a NULL value. */
 int gguf_writer_set_u32(struct gguf_writer *w, const char *key, uint32_t v);
 int gguf_writer_set_i32(struct gguf_writer *w, const char *key, int32_t v);
 int gguf_writer_set_u64(struct gguf_writer *w, const char *key, uint64_t v);
 int gguf_writer_set_f32(struct gguf_writer *w, const char *key, float v);
 int gguf_writer_set_bool(struct gguf_writer *w, const char *key, bool v);
 int gguf_writer_set_str(struct gguf_writer *w, const char *key, const char *v);
+int gguf_writer_set_i64(struct gguf_writer *w, const char *key, int64_t v);
+int gguf_writer_set_f64(struct gguf_writer *w, const char *key, double v);
+/** Any fixed-size scalar type (u8 ... f64, bool), `v` pointing at a value of that type. */
+int gguf_writer_set_scalar(struct gguf_writer *w, const char *key, enum gguf_type type,
+                           const void *v);
 /** Array of fixed-size elements (any scalar type), or of strings (`vals` is const char **). */
 int gguf_writer_set_arr(struct gguf_writer *w, const char *key, enum gguf_type elem_type,
                         const void *vals, uint64_t n);
-/** Copies a key (any type, arrays included) from an open file. */
+/** Copies a key (any type, arrays of arrays included) from an open file. */
 int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv);
 /** Adds a tensor; `data` must hold ggml_row_size(type, ne[0]) * ne[1] * ... bytes and is
  *  copied unless `borrow` is true (then it must stay valid until gguf_writer_write). */
 int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, enum ggml_type type,
                            uint32_t n_dims, const uint64_t *ne, const void *data, bool borrow,
                            struct err *err);
-/** Writes to `path` atomically (a temporary file renamed into place). */
+/** Writes to `path` atomically (a temporary file beside it, synced, renamed into place).
+ *  Tensor data is placed in add order at aligned offsets; reading the file back gives exactly
+ *  the keys (in set order) and tensors given. An invalid alignment given earlier fails here. */
 int gguf_writer_write(struct gguf_writer *w, const char *path, struct err *err);
 
 /** Prints metadata (arrays abbreviated) and the tensor table, as `gguf-info` shows them. */
