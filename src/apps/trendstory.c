@@ -3,12 +3,18 @@
 
 #include "base/cli.h"
 #include "engine/gguf_cli.h"
+#include "engine/make_model.h"
+#include "engine/quantize.h"
 #include "story/story_service.h"
 
 static const struct cli_cmd cmds[] = {
     {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE, gguf_cli_info},
     {"serve", "serve POST /v1/stories, health, readiness, metrics and the page over HTTP",
      STORY_SERVICE_USAGE, story_service_cmd},
+    {"quantize", "convert a GGUF model's weight matrices to q8_0, q4_0, q4_k_m, f16 or bf16",
+     QUANTIZE_USAGE, quantize_cli},
+    {"make-model", "write a random-weight llama GGUF of a given shape (benchmarks, tests)",
+     MAKE_MODEL_USAGE, make_model_cli},
     {NULL, NULL, NULL, NULL},
 };
 
