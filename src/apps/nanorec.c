@@ -6,6 +6,7 @@
 #include "recsys/data_cli.h"
 #include "recsys/eval_cli.h"
 #include "recsys/ranker_train.h"
+#include "recsys/rec_export.h"
 #include "recsys/rec_service.h"
 #include "recsys/train_cli.h"
 
@@ -20,6 +21,8 @@ static const struct cli_cmd cmds[] = {
      TRAIN_ENCODER_USAGE, train_cli_encoder},
     {"train ranker", "train the feature MLP ranker on the encoder's candidates; report re-ranking",
      ranker_train_usage, ranker_train_cli},
+    {"export", "training outputs -> served artifact set (int8 encoder, item table, index)",
+     REC_EXPORT_USAGE, rec_export_cli},
     {"serve", "serve POST /recommend, health, readiness, metrics and the page over HTTP",
      REC_SERVICE_USAGE, rec_service_cmd},
     {NULL, NULL, NULL, NULL},
