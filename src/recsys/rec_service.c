@@ -9,6 +9,7 @@
 #include "recsys/rec_service.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -588,17 +589,29 @@ static void h_reload(const struct http_req *req, struct http_resp *resp, void *c
     http_resp_json(resp, 200, &w);
 }
 
+/* SIGHUP arrives through a self-pipe rather than sigwait: threads that libraries start before
+ * main (OpenBLAS) do not have it blocked, and the default action would end the process. The
+ * handler only writes a byte; the reload thread does the work. */
+static int hup_pipe[2] = {-1, -1};
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    ssize_t r = write(hup_pipe[1], "h", 1);
+    (void)r;
+    errno = saved;
+}
+
 static void *hup_thread(void *arg)
 {
     struct rec_service *rs = arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
     for (;;) {
-        int sig;
-        if (sigwait(&set, &sig) != 0)
+        char c;
+        ssize_t r = read(hup_pipe[0], &c, 1);
+        if (r < 0 && errno == EINTR)
             continue;
-        if (atomic_load(&rs->stopping))
+        if (r <= 0 || atomic_load(&rs->stopping))
             break;
         log_info("nanorec", "SIGHUP: reloading %s", rs->artifacts);
         struct err err = {0};
@@ -789,10 +802,16 @@ int rec_service_cmd(int argc, char **argv)
     /* one core per worker: BLAS inside the ranker must not spawn its own threads */
     openblas_set_num_threads(1);
     service_block_signals();
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    if (pipe(hup_pipe) != 0) {
+        fprintf(stderr, "nanorec serve: cannot make a pipe for SIGHUP\n");
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_hup;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
 
     struct err err = {0};
     struct rec_service rs = {0}; /* threads using it are joined before this returns */
@@ -842,8 +861,6 @@ int rec_service_cmd(int argc, char **argv)
     log_info("nanorec", "events log %s: %llu events replayed, %llu corrupt skipped, %llu torn "
                         "bytes cut", events, (unsigned long long)hs.records,
              (unsigned long long)hs.skipped, (unsigned long long)hs.torn_bytes);
-    if (artifacts && model_reload(&rs, &err))
-        fprintf(stderr, "nanorec serve: %s (serving 503 until a reload succeeds)\n", err.msg);
     rs.svc = service_new(&cfg, &err);
     if (!rs.svc) {
         fprintf(stderr, "nanorec serve: %s\n", err.msg);
@@ -858,6 +875,9 @@ int rec_service_cmd(int argc, char **argv)
         goto done;
     }
     service_set_ready_info(rs.svc, ready_info, &rs);
+    if (artifacts && model_reload(&rs, &err))
+        fprintf(stderr, "nanorec serve: %s (serving 503 until a reload succeeds)\n", err.msg);
+
     if (pthread_create(&hup_th, NULL, hup_thread, &rs) == 0)
         hup_started = true;
     if (service_start(rs.svc, &err)) {
@@ -869,7 +889,8 @@ int rec_service_cmd(int argc, char **argv)
 done:
     atomic_store(&rs.stopping, true);
     if (hup_started) {
-        pthread_kill(hup_th, SIGHUP);
+        ssize_t w = write(hup_pipe[1], "q", 1);
+        (void)w;
         pthread_join(hup_th, NULL);
     }
     service_free(rs.svc);
@@ -881,5 +902,9 @@ done:
     for (int i = 0; i < rs.n_io; i++)
         pthread_mutex_destroy(&rs.io_mu[i]);
     free(rs.io_mu);
+    signal(SIGHUP, SIG_IGN);
+    close(hup_pipe[0]);
+    close(hup_pipe[1]);
+    hup_pipe[0] = hup_pipe[1] = -1;
     return rc;
 }
