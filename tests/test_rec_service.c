@@ -711,6 +711,36 @@ static void test_reload_under_load(void **state)
     write_models(f, 1); /* restore for other tests */
 }
 
+/* The page at / in headless Chromium (tests/page/page_check.mjs, scenario nanorec-recommend):
+ * skipped, and counted as skipped, without chromium, node or tests/page/node_modules. */
+static void test_page(void **state)
+{
+    struct fix *f = *state;
+    const char *chromium = getenv("CHROMIUM") ? getenv("CHROMIUM") : "/usr/bin/chromium";
+    TEST_REQUIRE_PATH(chromium);
+    TEST_REQUIRE_PATH("tests/page/node_modules/playwright-core");
+    TEST_REQUIRE_PATH("/usr/bin/node");
+    assert_int_equal(spawn(f, NULL), 0);
+    char cmd[1024], shot[400];
+    snprintf(shot, sizeof shot, "%s/nanorec-recommend.png", f->dir);
+    snprintf(cmd, sizeof cmd,
+             "node tests/page/page_check.mjs http://127.0.0.1:%d/ nanorec-recommend %s 2>&1",
+             f->srv.port, getenv("PAGE_SHOT") ? getenv("PAGE_SHOT") : shot);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[512];
+    int fails = 0, oks = 0;
+    while (fgets(line, sizeof line, p)) {
+        print_message("  page: %s", line);
+        if (!strncmp(line, "FAIL", 4)) fails++;
+        if (!strncmp(line, "ok ", 3)) oks++;
+    }
+    int st = pclose(p);
+    assert_int_equal(fails, 0);
+    assert_true(oks >= 10);
+    assert_int_equal(st, 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -722,6 +752,7 @@ int main(void)
         cmocka_unit_test_teardown(test_redis, teardown_srv),
         cmocka_unit_test_teardown(test_bad_bodies, teardown_srv),
         cmocka_unit_test_teardown(test_reload_under_load, teardown_srv),
+        cmocka_unit_test_teardown(test_page, teardown_srv),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
