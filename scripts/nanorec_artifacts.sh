@@ -10,7 +10,7 @@ set -euo pipefail
 BUILD="${BUILD:-build}"
 DATA="${DATA:-../shared/data}"
 OUT="${1:-${NANOREC_ARTIFACTS:-var/nanorec/artifacts}}"
-TRAIN_SECONDS="${TRAIN_SECONDS:-90}"
+TRAIN_SECONDS="${TRAIN_SECONDS:-60}"
 NR="$BUILD/nanorec"
 WORK="$(dirname "$OUT")/work"
 
@@ -31,10 +31,12 @@ export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-$(grep -q avx512f /proc/cpuinfo &
 t0=$(date +%s)
 echo "nanorec [1/4] preparing $SRC"
 "$NR" data prepare --movielens "$SRC" --out "$WORK/data" --quiet
-echo "nanorec [2/4] training a small encoder (dim 64, 2 layers; at most ${TRAIN_SECONDS} s)"
+echo "nanorec [2/4] training a small encoder (dim 64, 2 layers, max_len 50, in-batch InfoNCE;" \
+  "about ${TRAIN_SECONDS} s)"
 "$NR" train encoder --data "$WORK/data" --out "$WORK/encoder" --dim 64 --layers 2 --heads 2 \
-  --ffn 256 --max-len 200 --epochs 200 --time-budget "$TRAIN_SECONDS" --eval-every 10 \
-  --eval-users 300 --threads 2 --quiet | grep -E "^(valid|test|wrote)" || true
+  --ffn 256 --max-len 50 --loss infonce --batch 64 --warmup 20 --lr 0.002 --epochs 200 \
+  --time-budget "$TRAIN_SECONDS" --eval-every 5 --eval-users 300 --threads 2 --quiet \
+  | grep -E "^(valid|test|wrote)" || true
 [ -f "$WORK/encoder/encoder.gguf" ] || { echo "nanorec: encoder training failed" >&2; exit 1; }
 echo "nanorec [3/4] training a small ranker"
 "$NR" train ranker --data "$WORK/data" --encoder "$WORK/encoder/encoder.gguf" \

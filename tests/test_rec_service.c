@@ -75,8 +75,8 @@ static void write_models(struct fix *f, uint64_t seed)
     encoder_free(e);
     struct ranker_config rc;
     ranker_config_default(&rc, 32);
-    rc.hidden[0] = 32;
-    rc.hidden[1] = 16;
+    rc.hidden[0] = 32; /* the int8 serving ranker wants multiples of 32 in the first two */
+    rc.hidden[1] = 32;
     rc.hidden[2] = 8;
     struct ranker *r = ranker_new(&rc, seed, &err);
     assert_non_null(r);

@@ -16,12 +16,13 @@
 #include "engine/gguf.h"
 #include "recsys/encoder_infer.h"
 #include "recsys/ranker.h"
+#include "recsys/ranker_infer.h"
 
 /* Per-worker state: everything one cold-path call writes. */
 struct rec_worker {
     struct encoder_infer_scratch *esc;
     struct ann_scratch *asc;
-    struct ranker *ranker; /* its own copy: ranker_forward keeps activations in the struct */
+    struct ranker_infer_scratch *rsc;
     float *user;           /* (dim) */
     uint32_t *seen;        /* sorted ann ids to exclude */
     size_t seen_cap;
@@ -46,7 +47,7 @@ struct rec_model {
     const float *item_table; /* (n_items + 1, dim) */
     int dim;
     struct ann_index *idx;
-    struct ranker_items rit;
+    struct ranker_infer *rk;
     uint32_t *pop_order; /* item ids by train popularity, most popular first */
     uint64_t pop_total;
     struct id_pair *users, *items; /* sorted by orig */
@@ -113,7 +114,7 @@ static void worker_free(struct rec_worker *w)
 {
     encoder_infer_scratch_free(w->esc);
     ann_scratch_free(w->asc);
-    ranker_free(w->ranker);
+    ranker_infer_scratch_free(w->rsc);
     free(w->user);
     free(w->seen);
 }
@@ -129,7 +130,7 @@ static void model_free(struct rec_model *m)
     free(m->users);
     free(m->items);
     free(m->pop_order);
-    ranker_items_free(&m->rit);
+    ranker_infer_free(m->rk);
     ann_free(m->idx);
     gguf_close(m->items_f);
     encoder_infer_free(m->enc);
@@ -232,31 +233,34 @@ struct rec_model *rec_model_load(const char *dir, int n_workers, struct err *err
         if (rec_user_len(m->ds, u) > max_user)
             max_user = rec_user_len(m->ds, u);
     snprintf(path, sizeof path, "%s/ranker.gguf", dir);
+    {
+        struct ranker_items rit = {0};
+        struct ranker *r = ranker_load(path, &rit, err);
+        if (!r)
+            goto fail;
+        bool ok = r->cfg.dim == m->dim && rit.n_items == m->ds->n_items;
+        if (ok)
+            m->rk = ranker_infer_new(r, &rit, err);
+        else
+            err_set(err, ERR_INVALID, "%s: ranker (dim %d, %u items) does not match the encoder "
+                    "(dim %d) and dataset (%u items)", path, r->cfg.dim, rit.n_items, m->dim,
+                    m->ds->n_items);
+        ranker_free(r);
+        ranker_items_free(&rit);
+        if (!m->rk)
+            goto fail;
+    }
     for (int i = 0; i < n_workers; i++) {
         struct rec_worker *w = &m->workers[i];
-        struct ranker_items tmp = {0}; /* item features are shared: keep the first copy */
-        w->ranker = ranker_load(path, i == 0 ? &m->rit : &tmp, err);
-        ranker_items_free(&tmp);
-        if (!w->ranker)
-            goto fail;
-        if (w->ranker->cfg.dim != m->dim) {
-            err_set(err, ERR_INVALID, "%s: ranker dim %d differs from the encoder's %d", path,
-                    w->ranker->cfg.dim, m->dim);
-            goto fail;
-        }
         w->esc = encoder_infer_scratch_new(m->enc);
         w->asc = ann_scratch_new(m->idx);
+        w->rsc = ranker_infer_scratch_new(m->rk, REC_MODEL_CANDIDATES);
         w->user = malloc((size_t)m->dim * sizeof(float));
         /* a user's dataset history, events and explicit ids, with room to spare */
         w->seen_cap = max_user + 8192;
         w->seen = malloc(w->seen_cap * sizeof(uint32_t));
-        if (!w->esc || !w->asc || !w->user || !w->seen)
+        if (!w->esc || !w->asc || !w->rsc || !w->user || !w->seen)
             goto nomem;
-    }
-    if (m->rit.n_items != m->ds->n_items) {
-        err_set(err, ERR_INVALID, "%s: ranker item features cover %u items, the dataset %u", path,
-                m->rit.n_items, m->ds->n_items);
-        goto fail;
     }
     /* id maps and popularity order */
     m->users = malloc(((size_t)m->ds->n_users + 1) * sizeof *m->users);
@@ -400,9 +404,9 @@ int rec_model_recommend(struct rec_model *m, int worker, const struct rec_query 
     for (int i = 0; i < nh; i++)
         w->cand[i] = w->hits[i].id + 1;
     double t2 = now_ms();
-    if (nh > 0 && ranker_score(w->ranker, &m->rit, w->user, m->item_table, w->cand, nh, false,
-                               w->scores, err))
-        return err->code ? err->code : ERR_INVALID;
+    if (nh > 0 &&
+        ranker_infer_score(m->rk, w->rsc, w->user, m->item_table, w->cand, nh, w->scores) != 0)
+        return err_set(err, ERR_INVALID, "ranker: bad candidates");
     /* top k by ranker logit (selection; n <= 100) */
     bool taken[REC_MODEL_CANDIDATES] = {0};
     int n = nh < k ? nh : k;
