@@ -187,7 +187,10 @@ void kern_act_quantize(enum kern_act a, const float *x, void *out, int cols)
         for (int i = 0; i < cols / 32; i++) {
             const float *xb = x + i * 32;
             float amax = 0;
-            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+            for (int j = 0; j < 32; j++) { /* not fmaxf: a libm call per element at -O2 */
+                float ax = fabsf(xb[j]);
+                amax = ax > amax ? ax : amax;
+            }
             float dd = amax / 127.0f, id = dd != 0 ? 1.0f / dd : 0.0f;
             int32_t s = 0;
             for (int j = 0; j < 32; j++) {

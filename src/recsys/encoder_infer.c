@@ -4,6 +4,9 @@
 #include "recsys/encoder_infer.h"
 
 #include <math.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +45,7 @@ struct encoder_infer {
 struct encoder_infer_scratch {
     int cap; /* rows (max_len) */
     float *x, *ln, *q, *k, *v, *y, *tmp, *g, *u, *att;
+    float *kt, *vh; /* one head's keys transposed (D, Tp) and values (T, D) */
     int *pos;
     void *kscratch;
 };
@@ -227,7 +231,10 @@ struct encoder_infer_scratch *encoder_infer_scratch_new(const struct encoder_inf
         ok = ok && (*tc[i] = malloc(T * C * sizeof(float))) != NULL;
     ok = ok && (s->g = malloc(T * F * sizeof(float))) != NULL;
     ok = ok && (s->u = malloc(T * F * sizeof(float))) != NULL;
-    ok = ok && (s->att = malloc(T * sizeof(float))) != NULL;
+    const size_t Tp = (T + 15) / 16 * 16, D = C / (size_t)m->cfg.n_heads;
+    ok = ok && (s->att = calloc(Tp, sizeof(float))) != NULL;
+    ok = ok && (s->kt = calloc(D * Tp, sizeof(float))) != NULL;
+    ok = ok && (s->vh = malloc(T * D * sizeof(float))) != NULL;
     ok = ok && (s->pos = malloc(T * sizeof(int))) != NULL;
     ok = ok && (s->kscratch = malloc(m->kscratch ? m->kscratch : 1)) != NULL;
     if (!ok) {
@@ -253,6 +260,8 @@ void encoder_infer_scratch_free(struct encoder_infer_scratch *s)
     free(s->g);
     free(s->u);
     free(s->att);
+    free(s->kt);
+    free(s->vh);
     free(s->pos);
     free(s->kscratch);
     free(s);
@@ -270,33 +279,123 @@ static void linear(const struct w_mat *w, const float *X, float *Y, const float 
                 Y[(size_t)i * w->rows + r] += bias[r];
 }
 
-/* Attention of one query row q (H, D) over keys and values k, v (n, H, D): out (H, D). The
- * last position attends to every real position (causal and unmasked), as in
- * ops_attention_forward's last row. */
-static void attend_last(float *out, float *att, const float *q, const float *k, const float *v,
-                        int n, int H, int D)
+/* Causal attention for the query rows of positions t0 .. t0+nt-1 (q: (nt, H, D)) over the
+ * keys and values of positions 0 .. t0+nt-1 (k, v: (n, H, D)): out (nt, H, D). Position t
+ * attends to positions 0..t (all real: padding is never computed). Scalar reference. */
+static void attend_ref(float *out, float *sc, const float *q, const float *k, const float *v,
+                       int t0, int nt, int H, int D)
 {
     const float scale = 1.0f / sqrtf((float)D);
     const int C = H * D;
-    for (int h = 0; h < H; h++) {
-        const float *qh = q + h * D;
-        for (int j = 0; j < n; j++) {
-            const float *kj = k + (size_t)j * C + h * D;
-            float d = 0.0f;
-            for (int i = 0; i < D; i++)
-                d += qh[i] * kj[i];
-            att[j] = d * scale;
-        }
-        ops_softmax(att, n);
-        float *oh = out + h * D;
-        memset(oh, 0, (size_t)D * sizeof(float));
-        for (int j = 0; j < n; j++) {
-            const float *vj = v + (size_t)j * C + h * D;
-            const float a = att[j];
-            for (int i = 0; i < D; i++)
-                oh[i] += a * vj[i];
+    for (int i = 0; i < nt; i++) {
+        const int t = t0 + i;
+        for (int h = 0; h < H; h++) {
+            const float *qh = q + (size_t)i * C + h * D;
+            for (int j = 0; j <= t; j++) {
+                const float *kj = k + (size_t)j * C + h * D;
+                float d = 0.0f;
+                for (int e = 0; e < D; e++)
+                    d += qh[e] * kj[e];
+                sc[j] = d * scale;
+            }
+            ops_softmax(sc, t + 1);
+            float *oh = out + (size_t)i * C + h * D;
+            memset(oh, 0, (size_t)D * sizeof(float));
+            for (int j = 0; j <= t; j++) {
+                const float *vj = v + (size_t)j * C + h * D;
+                for (int e = 0; e < D; e++)
+                    oh[e] += sc[j] * vj[e];
+            }
         }
     }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_ATTN512 1
+
+/* exp(x) for x <= 0 (softmax after subtracting the max): 2^k * p(r), |r| <= ln2/2, degree-6
+ * Taylor polynomial; relative error about 2e-7. Inputs are clamped at -87 (exp = 1.6e-38). */
+__attribute__((target("avx512f"))) static inline __m512 exp16(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 kf = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512i ki = _mm512_cvtps_epi32(kf);
+    __m512 two_k =
+        _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ki, _mm512_set1_epi32(127)), 23));
+    return _mm512_mul_ps(p, two_k);
+}
+
+/* attend_ref with 16-wide vectors: per head, keys transposed into kt (D, Tp) so the scores of
+ * 16 positions come from D broadcast FMAs; exp vectorised; values accumulated as D/16
+ * vectors. Needs D % 16 == 0. */
+__attribute__((target("avx512f"))) static void attend_512(float *out, float *sc, float *kt,
+                                                          float *vh, const float *q,
+                                                          const float *k, const float *v, int t0,
+                                                          int nt, int H, int D)
+{
+    const float scale = 1.0f / sqrtf((float)D);
+    const int C = H * D, n = t0 + nt, Tp = (n + 15) / 16 * 16, DV = D / 16;
+    for (int h = 0; h < H; h++) {
+        for (int j = 0; j < n; j++) {
+            const float *kj = k + (size_t)j * C + h * D;
+            for (int e = 0; e < D; e++)
+                kt[(size_t)e * Tp + j] = kj[e];
+            memcpy(vh + (size_t)j * D, v + (size_t)j * C + h * D, (size_t)D * sizeof(float));
+        }
+        for (int i = 0; i < nt; i++) {
+            const int t = t0 + i, nb = (t + 16) / 16;
+            const float *qh = q + (size_t)i * C + h * D;
+            for (int b = 0; b < nb; b++) {
+                __m512 acc = _mm512_setzero_ps();
+                for (int e = 0; e < D; e++)
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(qh[e]),
+                                          _mm512_loadu_ps(kt + (size_t)e * Tp + b * 16), acc);
+                _mm512_storeu_ps(sc + b * 16, _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
+            }
+            float m = sc[0];
+            for (int j = 1; j <= t; j++)
+                m = sc[j] > m ? sc[j] : m;
+            for (int b = 0; b < nb; b++)
+                _mm512_storeu_ps(sc + b * 16,
+                                 exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + b * 16),
+                                                     _mm512_set1_ps(m))));
+            float sum = 0.0f;
+            for (int j = 0; j <= t; j++)
+                sum += sc[j];
+            const __m512 inv = _mm512_set1_ps(1.0f / sum);
+            float *oh = out + (size_t)i * C + h * D;
+            for (int dv = 0; dv < DV; dv++) {
+                __m512 acc = _mm512_setzero_ps();
+                for (int j = 0; j <= t; j++)
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]),
+                                          _mm512_loadu_ps(vh + (size_t)j * D + dv * 16), acc);
+                _mm512_storeu_ps(oh + dv * 16, _mm512_mul_ps(acc, inv));
+            }
+        }
+    }
+}
+#endif
+
+static void attend(struct encoder_infer_scratch *s, float *out, const float *q, const float *k,
+                   const float *v, int t0, int nt, int H, int D)
+{
+#ifdef HAVE_ATTN512
+    if (D % 16 == 0 && __builtin_cpu_supports("avx512f")) {
+        attend_512(out, s->att, s->kt, s->vh, q, k, v, t0, nt, H, D);
+        return;
+    }
+#endif
+    attend_ref(out, s->att, q, k, v, t0, nt, H, D);
 }
 
 int encoder_infer_user(const struct encoder_infer *m, struct encoder_infer_scratch *s,
@@ -332,10 +431,7 @@ int encoder_infer_user(const struct encoder_infer *m, struct encoder_infer_scrat
         linear(&w->wq, s->ln + (size_t)r0 * C, s->q, w->bq, nr, s->kscratch);
         ops_rope_forward(s->k, s->pos, n, H, D, c->rope_theta);
         ops_rope_forward(s->q, s->pos + r0, nr, H, D, c->rope_theta);
-        if (last)
-            attend_last(s->y, s->att, s->q, s->k, s->v, n, H, D);
-        else
-            ops_attention_forward(s->y, NULL, s->q, s->k, s->v, NULL, n, H, H, D);
+        attend(s, s->y, s->q, s->k, s->v, r0, nr, H, D);
         float *xr = s->x + (size_t)r0 * C;
         linear(&w->wo, s->y, s->tmp, w->bo, nr, s->kscratch);
         for (size_t i = 0; i < (size_t)nr * C; i++)
