@@ -51,7 +51,7 @@ stop_server() {
 run_one() { # label
   local label=$1
   # warm the cache for the hot users (1..1000) and the pages of the model
-  HOT_SHARE=1 wrk -t2 -c8 -d4s -s bench/wrk_recommend.lua "http://127.0.0.1:$PORT" >/dev/null
+  wrk -t2 -c4 -d"${WARM:-12}s" -s bench/wrk_warm.lua "http://127.0.0.1:$PORT" >/dev/null
   curl -s "http://127.0.0.1:$PORT/metrics" >"$OUTD/metrics_before_$label.txt"
   LAT_OUT="$OUTD/latency_$label.txt" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
     -s bench/wrk_recommend.lua "http://127.0.0.1:$PORT" | tee "$OUTD/wrk_$label.txt"

@@ -56,6 +56,7 @@ static int teardown(void **state)
 }
 
 /* The training forward's user vector: the history's last MAXLEN items, left-padded. */
+static void reference_user(struct encoder *e, const uint32_t *hist, int n, float *out);
 static void reference_user(struct encoder *e, const uint32_t *hist, int n, float *out)
 {
     uint32_t ids[MAXLEN] = {0};
@@ -130,6 +131,46 @@ static void test_q8_close_to_training_forward(void **state)
     check_file(f, f->q8, 0.99, 1.0f);
 }
 
+/* head_dim 24 (not a multiple of 16) takes the scalar attention reference instead of the
+ * AVX-512 one; both must match the training forward. */
+static void test_scalar_attention_path(void **state)
+{
+    struct fix *f = *state;
+    struct encoder_config c;
+    encoder_config_default(&c);
+    c.n_items = N_ITEMS;
+    c.dim = 48;
+    c.n_layers = 2;
+    c.n_heads = 2;
+    c.ffn = 64;
+    c.max_len = MAXLEN;
+    struct err err = {0};
+    struct encoder *e = encoder_new(&c, 11, &err);
+    assert_non_null(e);
+    for (size_t i = 0; i < e->n_params; i++)
+        e->params[i] *= 2.0f;
+    char path[300];
+    snprintf(path, sizeof path, "%s/enc48.gguf", f->dir);
+    assert_int_equal(encoder_save(e, NULL, path, &err), 0);
+    struct encoder_infer *m = encoder_infer_load(path, &err);
+    assert_non_null(m);
+    struct encoder_infer_scratch *s = encoder_infer_scratch_new(m);
+    uint32_t hist[40];
+    for (int i = 0; i < 40; i++)
+        hist[i] = 1 + (uint32_t)(i * 37 % N_ITEMS);
+    float want[48], got[48];
+    const int lens[] = {1, 7, MAXLEN, 40};
+    for (int li = 0; li < 4; li++) {
+        reference_user(e, hist, lens[li], want);
+        assert_int_equal(encoder_infer_user(m, s, hist, lens[li], got, &err), 0);
+        for (int i = 0; i < 48; i++)
+            assert_true(fabsf(want[i] - got[i]) < 1e-4f);
+    }
+    encoder_infer_scratch_free(s);
+    encoder_infer_free(m);
+    encoder_free(e);
+}
+
 static void test_bad_input(void **state)
 {
     struct fix *f = *state;
@@ -160,6 +201,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_matches_training_forward),
         cmocka_unit_test(test_q8_close_to_training_forward),
+        cmocka_unit_test(test_scalar_attention_path),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
