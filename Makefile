@@ -45,7 +45,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LF  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-lf/%)
 
-.PHONY: all test check bench fuzz run clean setup format
+.PHONY: all test check bench bench-ann bench-serve fuzz run clean setup format
 all: $(APPS)
 
 # `make V=1` shows full command lines.
@@ -101,6 +101,19 @@ fuzz: $(FUZZ_LF)
 
 bench: $(APPS)
 	@BUILD=$(BUILD) DATA=$(DATA) scripts/bench.sh
+
+# Benchmark programs: bench/<name>.c linked with the library.
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# Vector search against FAISS (docs/BENCHMARKS.md); SET=27k (default) or SET=3m.
+bench-ann: $(BUILD)/bench/bench_ann
+	@BUILD=$(BUILD) DATA=$(DATA) scripts/bench_ann.sh $(SET)
+
+# nanorec POST /recommend under load (wrk + Lua mix; docs/BENCHMARKS.md). DURATION=30 per run.
+bench-serve: $(APPS) $(BUILD)/bench/rec_synth
+	@BUILD=$(BUILD) DATA=$(DATA) scripts/bench_serve.sh
 
 run: 
 	@scripts/setup.sh

@@ -91,7 +91,17 @@ if "$BUILD/trendstory" serve --help 2>&1 | grep -q -- '--model'; then
   fi
 fi
 
-start nanorec "$NANOREC_PORT"
+# nanorec serves an artifact set; without one, build a small one from ml-latest-small first
+# (NANOREC_ARTIFACTS=none starts it without, answering 503 until one is loaded).
+nr_args=()
+NANOREC_ARTIFACTS="${NANOREC_ARTIFACTS:-var/nanorec/artifacts}"
+if [ "$NANOREC_ARTIFACTS" != none ]; then
+  BUILD="$BUILD" DATA="$DATA" scripts/nanorec_artifacts.sh "$NANOREC_ARTIFACTS" \
+    || fail "could not build the nanorec artifacts (see above)"
+  nr_args+=(--artifacts "$NANOREC_ARTIFACTS")
+fi
+
+start nanorec "$NANOREC_PORT" "${nr_args[@]}"
 start trendstory "$TRENDSTORY_PORT" "${ts_args[@]}"
 
 ready_note() {

@@ -5,7 +5,10 @@
 #include "engine/gguf_cli.h"
 #include "recsys/data_cli.h"
 #include "recsys/eval_cli.h"
+#include "recsys/ranker_train.h"
+#include "recsys/rec_export.h"
 #include "recsys/rec_service.h"
+#include "recsys/train_cli.h"
 
 static const struct cli_cmd cmds[] = {
     {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
@@ -13,7 +16,13 @@ static const struct cli_cmd cmds[] = {
     {"data prepare", "MovieLens folder -> dataset artifact (id maps, sequences, metadata)",
      DATA_PREPARE_USAGE, data_cli_prepare},
     {"eval", "HR@K / NDCG@K of the baselines (and a model) on the leave-one-out split",
-     EVAL_USAGE, eval_cli},
+     EVAL_USAGE, train_cli_eval},
+    {"train encoder", "train the SASRec-style user encoder (checkpoints, curves, export)",
+     TRAIN_ENCODER_USAGE, train_cli_encoder},
+    {"train ranker", "train the feature MLP ranker on the encoder's candidates; report re-ranking",
+     ranker_train_usage, ranker_train_cli},
+    {"export", "training outputs -> served artifact set (int8 encoder, item table, index)",
+     REC_EXPORT_USAGE, rec_export_cli},
     {"serve", "serve POST /recommend, health, readiness, metrics and the page over HTTP",
      REC_SERVICE_USAGE, rec_service_cmd},
     {NULL, NULL, NULL, NULL},

@@ -15,11 +15,19 @@
 #define REC_SERVICE_MAX_ID 2147483647
 
 #define REC_SERVICE_USAGE                                                                          \
-    "usage: nanorec serve [options]\n"                                                             \
-    "  Serves POST /recommend, GET /healthz, GET /readyz, GET /metrics and the page at /.\n"       \
-    "  Prints one line, \"nanorec listening on http://HOST:PORT/\", once it accepts\n"             \
-    "  connections; stops cleanly on SIGINT or SIGTERM.\n"                                         \
+    "usage: nanorec serve --artifacts DIR [options]\n"                                            \
+    "  Serves POST /recommend, POST /events, POST /admin/reload, GET /healthz, GET /readyz,\n"    \
+    "  GET /metrics and the page at /. Prints one line, \"nanorec listening on\n"                 \
+    "  http://HOST:PORT/\", once it accepts connections; SIGHUP reloads the artifacts; stops\n"   \
+    "  cleanly on SIGINT or SIGTERM.\n"                                                            \
     "options:\n"                                                                                   \
+    "  --artifacts DIR  artifact set written by `nanorec export` (without it: 503 until one\n"     \
+    "                   loads)\n"                                                                  \
+    "  --redis URL      cache in Redis (redis://host:port[/db]) instead of in-process\n"           \
+    "  --redis-timeout-ms N  Redis connect/command timeout (default 5)\n"                          \
+    "  --cache-ttl S    seconds a cached answer lives (default 300)\n"                             \
+    "  --events FILE    append-only event log (default DIR/events.log)\n"                          \
+    "  --history-max N  events kept in memory per user (default 200)\n"                            \
     "  --host H         address to bind (default 127.0.0.1)\n"                                     \
     "  --port P         port to bind, 0 = any free port (default 8000)\n"                          \
     "  --web DIR        folder with index.html and static files (default web/nanorec)\n"           \

@@ -33,7 +33,15 @@ struct service {
     struct http_server *http;
     struct check checks[MAX_CHECKS];
     int n_checks;
+    service_info_fn info_fn; /* extra members of /readyz's object, or NULL */
+    void *info_ctx;
 };
+
+void service_set_ready_info(struct service *svc, service_info_fn fn, void *ctx)
+{
+    svc->info_fn = fn;
+    svc->info_ctx = ctx;
+}
 
 bool service_parse_opt(struct service_cfg *cfg, int argc, char **argv, int *i, bool *bad)
 {
@@ -122,6 +130,8 @@ static void h_readyz(const struct http_req *req, struct http_resp *resp, void *c
         jw_str(&w, "(too long to list)");
     else
         jw_raw(&w, missing.buf, missing.len);
+    if (svc->info_fn)
+        svc->info_fn(svc->info_ctx, &w);
     jw_obj_end(&w);
     jw_free(&missing);
     http_resp_json(resp, n == 0 ? 200 : 503, &w);

@@ -59,6 +59,11 @@ void service_free(struct service *svc);
 int service_route(struct service *svc, const char *method, const char *path, http_handler_fn fn,
                   void *ctx);
 int service_add_check(struct service *svc, service_ready_fn fn, void *ctx);
+/** Writes extra members (jw_key + value pairs) into /readyz's object, after "ready" and
+ *  "missing": what is loaded, the cache backend's state. Runs on an I/O thread. */
+typedef void (*service_info_fn)(void *ctx, struct jw *w);
+/** Sets the /readyz info writer (before service_start); NULL removes it. */
+void service_set_ready_info(struct service *svc, service_info_fn fn, void *ctx);
 struct metrics *service_metrics(struct service *svc);
 /** Writes the readiness checks that fail as a JSON array of strings; returns their count. */
 int service_write_missing(struct service *svc, struct jw *w);

@@ -40,6 +40,44 @@ const scenarios = {
     const http = await page.textContent('#http');
     check('request answered 503', /503/.test(http), http);
   },
+  // With artifacts loaded: user 1's history and recommendations with titles, genres, years and
+  // explanations; "watched it" records an event and the list is recomputed without that movie.
+  async 'nanorec-recommend'(page) {
+    const status = await readinessShown(page);
+    check('status says ready', /^ready$/i.test(status), status);
+    await page.fill('#user_id', '1');
+    await page.fill('#k', '8');
+    await page.click('#send');
+    await page.waitForSelector('#recs li', { timeout: 15000 });
+    const http = await page.textContent('#http');
+    check('request answered 200', /200/.test(http), http);
+    const recs = await page.$$eval('#recs li', (ls) => ls.map((l) => ({
+      id: l.dataset.movieId, title: l.querySelector('.title')?.textContent || '',
+      tags: l.querySelector('.tags')?.textContent || '', why: l.querySelector('.why')?.textContent || '' })));
+    check('8 recommendations shown', recs.length === 8, String(recs.length));
+    check('each has a title', recs.every((r) => r.title.replace(/^\d+\./, '').trim().length > 0));
+    check('each has a year or genres', recs.every((r) => r.tags.trim().length > 0),
+          recs.map((r) => r.tags).join(' / '));
+    check('each is explained by a watched movie', recs.every((r) => /because you watched/.test(r.why)),
+          recs.map((r) => r.why).join(' / '));
+    const hist = await page.$$eval('#history-list li', (ls) => ls.map((l) => ({
+      title: l.querySelector('.title')?.textContent || '', tags: l.querySelector('.tags')?.textContent || '' })));
+    check('recent history shown', hist.length > 0 && hist.every((h) => h.title.length > 0), String(hist.length));
+    check('history shows years or genres', hist.every((h) => h.tags.length > 0));
+    const histTitles = new Set(hist.map((h) => h.title));
+    check('no watched movie is recommended', recs.every((r) => !histTitles.has(r.title.replace(/^\d+\./, ''))));
+    const meta = await page.textContent('#meta');
+    check('mode and timings shown', /mode model/.test(meta) && /total [\d.]+ ms/.test(meta), meta);
+    // watch the top recommendation: it moves into the history and out of the list
+    const first = recs[0].id;
+    await page.click('#recs li:first-child button.watch');
+    await page.waitForFunction((id) => {
+      const ls = [...document.querySelectorAll('#recs li')];
+      return ls.length > 0 && !ls.some((l) => l.dataset.movieId === id);
+    }, first, { timeout: 15000 });
+    const top = await page.textContent('#history-list li:first-child .title');
+    check('watched movie heads the history', top === recs[0].title.replace(/^\d+\./, ''), top);
+  },
   async 'trendstory-not-ready'(page) {
     check('title names trendstory', /trendstory/i.test(await page.title()), await page.title());
     const status = await readinessShown(page);

@@ -1,0 +1,51 @@
+/** Distance kernels for vector search, with a scalar reference and AVX2 / AVX-512 variants
+ *  chosen once at run time (__builtin_cpu_supports). The scalar versions are the test oracle.
+ *
+ *  Batch kernels write one score per database row so the caller can filter against its
+ *  top-k threshold in a second, branchy pass (kept out of the arithmetic loop). */
+#ifndef ANN_DIST_H
+#define ANN_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum ann_isa { ANN_ISA_SCALAR = 0, ANN_ISA_AVX2 = 1, ANN_ISA_AVX512 = 2 };
+
+/** The kernel table. All pointers are non-NULL after ann_dist_get(). */
+struct ann_dist_ops {
+    enum ann_isa isa;
+    /** <a, b> over d floats. */
+    float (*dot)(const float *a, const float *b, int d);
+    /** ||a - b||^2 over d floats. */
+    float (*l2)(const float *a, const float *b, int d);
+    /** out[i] = <q, x_i> for n rows of d floats (row stride d). */
+    void (*dot_rows)(const float *q, const float *x, size_t n, int d, float *out);
+    /** out[i] = ||q - x_i||^2. */
+    void (*l2_rows)(const float *q, const float *x, size_t n, int d, float *out);
+    /** C (na, nb) = A (na, d) . B (nb, d)^T, row-major, ldc = nb. Register-blocked: k-means
+     *  assignment and batched exact search. */
+    void (*gemm_nt)(const float *A, size_t na, const float *B, size_t nb, int d, float *C);
+    /** out[j] = sum_t x[t] * ct[t*k + j] for j < k: inner products with k vectors stored
+     *  transposed (d, k). Vectorizes over the k vectors, for small d (PQ sub-spaces). */
+    void (*dot_cols)(const float *x, const float *ct, int d, size_t k, float *out);
+    /** Running argmin of v[j] = bias[j] + mult * s[j] over j < n (bias may be NULL = 0):
+     *  where some v[j] < *best, sets *best and *best_i = base + j (first such j on ties).
+     *  Nearest-centroid search: bias = ||c||^2, mult = -2, s = inner products. */
+    void (*argmin)(const float *s, const float *bias, float mult, size_t n, float *best,
+                   uint32_t *best_i, uint32_t base);
+    /** out[i] = sum_j w[j] * c_i[j] for n rows of d uint8 codes (SQ8 inner product). */
+    void (*sq8_dot_rows)(const float *w, const uint8_t *codes, size_t n, int d, float *out);
+    /** out[i] = sum_j (r[j] - s[j] * c_i[j])^2 (SQ8 squared L2). */
+    void (*sq8_l2_rows)(const float *r, const float *s, const uint8_t *codes, size_t n, int d,
+                        float *out);
+    /** out[i] = sum_j lut[j*256 + c_i[j]] for n codes of m bytes (PQ asymmetric distance). */
+    void (*pq_adc_rows)(const float *lut, const uint8_t *codes, size_t n, int m, float *out);
+};
+
+/** The best table this CPU supports, capped by $NR_ISA (scalar|avx2|avx512). Thread-safe. */
+const struct ann_dist_ops *ann_dist_get(void);
+/** The table for one ISA, or NULL if the CPU lacks it (tests compare each with scalar). */
+const struct ann_dist_ops *ann_dist_for(enum ann_isa isa);
+const char *ann_isa_name(enum ann_isa isa);
+
+#endif

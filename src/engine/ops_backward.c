@@ -1,0 +1,200 @@
+/* Backward passes of the transformer block (see ops_backward.h for the contracts). */
+#include "engine/ops_backward.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+void ops_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, const float *rstd, int N, int C)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        const float *dy = dout + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        float r = rstd[n];
+        /* d/dx_i of x_i * r * w_i:  r w_i dy_i - x_i r^3 / C * sum_j dy_j w_j x_j */
+        double dot = 0.0;
+        for (int i = 0; i < C; i++)
+            dot += (double)dy[i] * weight[i] * x[i];
+        float coef = (float)(dot * r * r * r / C);
+        for (int i = 0; i < C; i++) {
+            dx[i] += r * weight[i] * dy[i] - x[i] * coef;
+            if (dweight)
+                dweight[i] += dy[i] * x[i] * r;
+        }
+    }
+}
+
+void ops_matmul_forward_blas(float *out, const float *inp, const float *w, const float *bias,
+                             int N, int C, int OC)
+{
+    if (N <= 0 || OC <= 0)
+        return;
+    float beta = 0.0f;
+    if (bias) {
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+        beta = 1.0f;
+    }
+    /* out (N,OC) = inp (N,C) . w^T (C,OC) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, beta,
+                out, OC);
+}
+
+void ops_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight, int N, int C, int OC)
+{
+    if (N <= 0)
+        return;
+    if (dinp) /* (N,C) += dout (N,OC) . w (OC,C) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC,
+                    weight, C, 1.0f, dinp, C);
+    if (dweight) /* (OC,C) += dout^T (OC,N) . inp (N,C) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
+                    1.0f, dweight, C);
+    if (dbias)
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * OC;
+            for (int o = 0; o < OC; o++)
+                dbias[o] += d[o];
+        }
+}
+
+void ops_matmul_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, int N, int C, int OC)
+{
+    for (int n = 0; n < N; n++) {
+        const float *d = dout + (size_t)n * OC;
+        const float *x = inp + (size_t)n * C;
+        for (int o = 0; o < OC; o++) {
+            const float *wrow = weight + (size_t)o * C;
+            for (int c = 0; c < C; c++) {
+                if (dinp)
+                    dinp[(size_t)n * C + c] += d[o] * wrow[c];
+                if (dweight)
+                    dweight[(size_t)o * C + c] += d[o] * x[c];
+            }
+            if (dbias)
+                dbias[o] += d[o];
+        }
+    }
+}
+
+void ops_rope_backward(float *dx, const int *pos, int N, int n_heads, int head_dim, float theta)
+{
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < head_dim; i += 2) {
+            float freq = powf(theta, -(float)i / (float)head_dim);
+            float ang = (float)pos[n] * freq;
+            float c = cosf(ang), s = sinf(ang);
+            for (int h = 0; h < n_heads; h++) {
+                float *p = dx + ((size_t)n * n_heads + h) * head_dim + i;
+                /* forward: y0 = x0 c - x1 s, y1 = x0 s + x1 c; transpose of the rotation */
+                float d0 = p[0], d1 = p[1];
+                p[0] = d0 * c + d1 * s;
+                p[1] = -d0 * s + d1 * c;
+            }
+        }
+    }
+}
+
+void ops_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
+                            const float *att, const float *q, const float *k, const float *v,
+                            int T, int H, int Hkv, int D)
+{
+    const float scale = 1.0f / sqrtf((float)D);
+    const int group = H / Hkv;
+    const size_t qs = (size_t)H * D, ks = (size_t)Hkv * D;
+    float *dp = scratch;
+    for (int h = 0; h < H; h++) {
+        const int hk = h / group;
+        for (int t = 0; t < T; t++) {
+            const float *p = att + ((size_t)h * T + t) * T;
+            const float *dy = dout + t * qs + (size_t)h * D;
+            const float *qt = q + t * qs + (size_t)h * D;
+            float *dqt = dq + t * qs + (size_t)h * D;
+            /* dp_j = dy . v_j ; dv_j += p_j dy ; masked keys have p_j == 0 */
+            double sum = 0.0;
+            for (int j = 0; j <= t; j++) {
+                dp[j] = 0.0f;
+                if (p[j] == 0.0f)
+                    continue;
+                const float *vj = v + j * ks + (size_t)hk * D;
+                float *dvj = dv + j * ks + (size_t)hk * D;
+                float acc = 0.0f;
+                for (int d = 0; d < D; d++) {
+                    acc += dy[d] * vj[d];
+                    dvj[d] += p[j] * dy[d];
+                }
+                dp[j] = acc;
+                sum += (double)p[j] * acc;
+            }
+            /* ds_j = p_j (dp_j - sum); scores s_j = scale q_t . k_j */
+            for (int j = 0; j <= t; j++) {
+                if (p[j] == 0.0f)
+                    continue;
+                float ds = p[j] * (dp[j] - (float)sum) * scale;
+                const float *kj = k + j * ks + (size_t)hk * D;
+                float *dkj = dk + j * ks + (size_t)hk * D;
+                for (int d = 0; d < D; d++) {
+                    dqt[d] += ds * kj[d];
+                    dkj[d] += ds * qt[d];
+                }
+            }
+        }
+    }
+}
+
+void ops_swiglu_backward(float *dg, float *du, const float *dout, const float *g,
+                         const float *u, int N, int F)
+{
+    size_t n = (size_t)N * F;
+    for (size_t i = 0; i < n; i++) {
+        float z = g[i];
+        float sig = 1.0f / (1.0f + expf(-z));
+        float silu = z * sig;
+        /* d silu / dz = sig (1 + z (1 - sig)) */
+        dg[i] += dout[i] * u[i] * sig * (1.0f + z * (1.0f - sig));
+        du[i] += dout[i] * silu;
+    }
+}
+
+void ops_l2norm_forward(float *out, float *norm, const float *x, int N, int C, float eps)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        float *yr = out + (size_t)n * C;
+        double ss = 0.0;
+        for (int c = 0; c < C; c++)
+            ss += (double)xr[c] * xr[c];
+        float nrm = (float)sqrt(ss);
+        float inv = 1.0f / (nrm > eps ? nrm : eps);
+        for (int c = 0; c < C; c++)
+            yr[c] = xr[c] * inv;
+        if (norm)
+            norm[n] = nrm;
+    }
+}
+
+void ops_l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm,
+                         int N, int C, float eps)
+{
+    for (int n = 0; n < N; n++) {
+        const float *dy = dout + (size_t)n * C;
+        const float *y = out + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        if (norm[n] <= eps) { /* y = x / eps: linear */
+            for (int c = 0; c < C; c++)
+                dx[c] += dy[c] / eps;
+            continue;
+        }
+        double dot = 0.0;
+        for (int c = 0; c < C; c++)
+            dot += (double)y[c] * dy[c];
+        float inv = 1.0f / norm[n];
+        /* d(x/|x|) = (dy - y (y . dy)) / |x| */
+        for (int c = 0; c < C; c++)
+            dx[c] += (dy[c] - y[c] * (float)dot) * inv;
+    }
+}
