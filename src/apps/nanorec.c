@@ -1,4 +1,6 @@
 /* nanorec: the sequential movie recommender (offline tools and the /recommend service). */
+#include <stddef.h>
+
 #include "base/cli.h"
 #include "engine/gguf_cli.h"
 

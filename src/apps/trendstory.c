@@ -1,4 +1,6 @@
 /* trendstory: trending topics -> themed stories from a local LLaMA-architecture model. */
+#include <stddef.h>
+
 #include "base/cli.h"
 #include "engine/gguf_cli.h"
 

@@ -20,9 +20,10 @@ int cli_dispatch(const char *prog, const char *about, const struct cli_cmd *cmds
 /** True if any of argv[1..] is --help or -h. */
 bool cli_wants_help(int argc, char **argv);
 
-/** Option helpers for `--name value` and `--name=value`. Each returns true if argv[*i] is
- *  this option, and then advances *i past its value. A missing or out-of-range value prints a
- *  message naming the option to stderr and sets *bad = true (the caller returns 2). */
+/** Option helpers for `--name value` and `--name=value`, for loops of the form
+ *  `for (int i = 1; i < argc; i++)`. Each returns true if argv[*i] is this option, and then
+ *  leaves *i on the last argument it consumed (the value). A missing or out-of-range value
+ *  prints a message naming the option to stderr and sets *bad = true (the caller returns 2). */
 bool cli_opt_str(int argc, char **argv, int *i, const char *name, const char **out, bool *bad);
 bool cli_opt_int(int argc, char **argv, int *i, const char *name, long lo, long hi, long *out,
                  bool *bad);

@@ -23,13 +23,22 @@ int err_set(struct err *e, enum err_code code, const char *fmt, ...)
 int err_prefix(struct err *e, const char *fmt, ...)
 {
     if (!e) return ERR_INVALID;
-    char head[ERR_MSG_MAX], old[ERR_MSG_MAX];
+    char head[ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    int n = vsnprintf(head, sizeof head - 2, fmt, ap);
     va_end(ap);
-    memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", head, old);
+    if (n < 0) return e->code;
+    size_t hl = strlen(head);
+    memcpy(head + hl, ": ", 3);
+    hl += 2;
+    /* Shift the old message right by hl bytes (truncating its end), then put the head in. */
+    size_t ol = strnlen(e->msg, sizeof e->msg - 1);
+    if (hl >= sizeof e->msg) hl = sizeof e->msg - 1;
+    if (ol + hl > sizeof e->msg - 1) ol = sizeof e->msg - 1 - hl;
+    memmove(e->msg + hl, e->msg, ol);
+    memcpy(e->msg, head, hl);
+    e->msg[hl + ol] = '\0';
     return e->code;
 }
 

@@ -40,10 +40,15 @@ void jv_free(struct jv *root);
 enum jv_kind jv_kind(const struct jv *v);
 /** Object member, or NULL if v is not an object or has no such key. */
 const struct jv *jv_get(const struct jv *obj, const char *key);
-/** Object iteration: number of members, and the i-th key/value. */
+/** Object iteration in document order:
+ *    for (void *it = jv_obj_iter(o); it; it = jv_obj_next(o, it))
+ *        use(jv_obj_iter_key(it), jv_obj_iter_val(it));
+ *  jv_obj_len counts members (0 if not an object). */
 size_t jv_obj_len(const struct jv *obj);
-const char *jv_obj_key(const struct jv *obj, size_t i);
-const struct jv *jv_obj_val(const struct jv *obj, size_t i);
+void *jv_obj_iter(const struct jv *obj);
+void *jv_obj_next(const struct jv *obj, void *it);
+const char *jv_obj_iter_key(void *it);
+const struct jv *jv_obj_iter_val(void *it);
 /** Array length (0 if not an array) and element i (NULL if out of range). */
 size_t jv_len(const struct jv *arr);
 const struct jv *jv_at(const struct jv *arr, size_t i);
@@ -63,8 +68,9 @@ struct jw {
     char *buf;
     size_t len, cap, max;
     bool overflow;
-    int depth;
-    bool need_comma[32];
+    int depth;           /* nesting depth; beyond 32 levels the writer sets overflow */
+    bool need_comma[33];
+    bool after_key;
 };
 
 void jw_init(struct jw *w, size_t max_bytes);
