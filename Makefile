@@ -48,9 +48,17 @@ FUZZ_LF  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-lf/%)
 .PHONY: all test check bench fuzz run clean setup format
 all: $(APPS)
 
+# `make V=1` shows full command lines.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)

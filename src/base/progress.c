@@ -32,7 +32,7 @@ void progress_begin(struct progress *p, const char *label, const char *unit, uin
     p->is_tty = isatty(fileno(stderr));
     p->t_start = progress_now();
     p->t_last_draw = 0;
-    p->last_decile = -1;
+    p->last_decile = 0; /* the first line comes at 10 % */
 }
 
 void progress_format(const struct progress *p, double now, char *buf, size_t n)

@@ -67,8 +67,15 @@ struct gguf_str {
     const char *ptr;
 };
 
-/** One metadata entry. For arrays, `arr_type` and `arr_n` describe the elements and `data`
- *  points at the first one; for string arrays use gguf_arr_str(). */
+/** One metadata entry. `data` depends on the type:
+ *  - fixed-size scalars: the value's bytes in the file (may be unaligned: use memcpy or the
+ *    typed getters);
+ *  - GGUF_TYPE_STRING: a `struct gguf_str` owned by the handle (use gguf_get_str);
+ *  - GGUF_TYPE_ARRAY: `arr_type` and `arr_n` describe the elements. Fixed-size elements: the
+ *    first element's bytes in the file (unaligned; use gguf_arr_i64/gguf_arr_f64 or memcpy);
+ *    strings: an array of `arr_n` `struct gguf_str` owned by the handle (gguf_arr_str);
+ *    arrays: an array of `arr_n` `struct gguf_kv` with empty keys (gguf_arr_arr).
+ *  Everything stays valid until gguf_close. */
 struct gguf_kv {
     struct gguf_str key;
     enum gguf_type type;
@@ -89,7 +96,7 @@ struct gguf_tensor {
 
 struct gguf_file; /* opaque */
 
-/** Maps and validates `path`. NULL + err on any problem. */
+/** Maps and validates `path`. NULL + err on any problem; the message starts with the path. */
 struct gguf_file *gguf_open(const char *path, struct err *err);
 /** Same, over a caller-owned buffer that must outlive the handle (fuzzing, tests). */
 struct gguf_file *gguf_open_mem(const void *buf, size_t len, struct err *err);
@@ -103,6 +110,8 @@ uint64_t gguf_n_tensors(const struct gguf_file *f);
 const struct gguf_tensor *gguf_tensor_at(const struct gguf_file *f, uint64_t i);
 /** Size of the whole mapping in bytes. */
 uint64_t gguf_file_size(const struct gguf_file *f);
+/** Byte offset of the data section (tensor offsets are relative to it). */
+uint64_t gguf_data_offset(const struct gguf_file *f);
 
 /** Lookups by NUL-terminated key; NULL if absent. */
 const struct gguf_kv *gguf_find(const struct gguf_file *f, const char *key);
@@ -118,8 +127,15 @@ int gguf_get_f32(const struct gguf_file *f, const char *key, float *out, struct 
 int gguf_get_bool(const struct gguf_file *f, const char *key, bool *out, struct err *err);
 int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *out,
                  struct err *err);
-/** Element i of a string array (bounds-checked by the caller against kv->arr_n). */
+/** Element i of a string array; an empty view if kv is not a string array or i >= arr_n. */
 struct gguf_str gguf_arr_str(const struct gguf_kv *kv, uint64_t i);
+/** Element i of an array of arrays (itself a kv with an empty key); NULL if none. */
+const struct gguf_kv *gguf_arr_arr(const struct gguf_kv *kv, uint64_t i);
+/** Element i of a numeric array. gguf_arr_i64: integer element types (false for floats, bool,
+ *  out of range). gguf_arr_f64: any integer or float element type. False if kv is not such an
+ *  array or i >= arr_n. */
+bool gguf_arr_i64(const struct gguf_kv *kv, uint64_t i, int64_t *out);
+bool gguf_arr_f64(const struct gguf_kv *kv, uint64_t i, double *out);
 
 /** Compares a view with a NUL-terminated string. */
 bool gguf_str_eq(struct gguf_str s, const char *z);
