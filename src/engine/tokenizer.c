@@ -106,6 +106,7 @@ static int tok_finish(struct tok *t, struct err *err)
                 t->type[id] = TOK_TYPE_BYTE;
             }
         }
+        if (t->type[id] == TOK_TYPE_UNDEFINED) t->type[id] = TOK_TYPE_NORMAL;
         if ((t->type[id] == TOK_TYPE_CONTROL || t->type[id] == TOK_TYPE_USER_DEFINED) && n > 0)
             t->special[t->n_special++] = id;
     }
@@ -124,14 +125,6 @@ void tok_free(struct tok *t)
     free(t->ht);
     free(t->special);
     free(t);
-}
-
-/* Reads a little-endian u64 from possibly unaligned memory. */
-static uint64_t rd_u64(const void *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
 }
 
 static int opt_token_id(const struct gguf_file *f, const char *key, int n_vocab, int *out,
@@ -187,30 +180,25 @@ struct tok *tok_load_gguf(const struct gguf_file *f, struct err *err)
         err_set(err, ERR_INVALID, "tokenizer: tokenizer.ggml.token_type must be %d int32", n);
         return NULL;
     }
-    /* Walk the string array once: (u64 len, bytes) per element, validated by the reader. */
     size_t total = 0;
-    const char *p = ktok->data;
     for (int i = 0; i < n; i++) {
-        uint64_t l = rd_u64(p);
-        if (l > TOK_MAX_PIECE) {
+        struct gguf_str ps = gguf_arr_str(ktok, (uint64_t)i);
+        if (ps.len > TOK_MAX_PIECE) {
             err_set(err, ERR_INVALID, "tokenizer: token %d is %llu bytes long (max %d)", i,
-                    (unsigned long long)l, TOK_MAX_PIECE);
+                    (unsigned long long)ps.len, TOK_MAX_PIECE);
             return NULL;
         }
-        total += l;
-        p += 8 + l;
+        total += ps.len;
     }
     struct tok *t = tok_alloc(n, total, err);
     if (!t) return NULL;
-    p = ktok->data;
     size_t at = 0;
     for (int i = 0; i < n; i++) {
-        uint64_t l = rd_u64(p);
-        memcpy(t->blob + at, p + 8, l);
+        struct gguf_str ps = gguf_arr_str(ktok, (uint64_t)i);
+        memcpy(t->blob + at, ps.ptr, ps.len);
         t->off[i] = (uint32_t)at;
-        t->len[i] = (uint16_t)l;
-        at += l;
-        p += 8 + l;
+        t->len[i] = (uint16_t)ps.len;
+        at += ps.len;
         if (ksc) memcpy(&t->score[i], (const char *)ksc->data + 4 * (size_t)i, 4);
         if (kty) {
             int32_t ty;
@@ -296,7 +284,7 @@ struct tok *tok_load_llama2c(const char *path, int n_vocab, struct err *err)
             }
         }
         t->len[i] = (uint16_t)(at - t->off[i]);
-        t->type[i] = TOK_TYPE_NORMAL;
+        t->type[i] = TOK_TYPE_UNDEFINED; /* byte pieces found by tok_finish, others normal */
         pos += 8 + (size_t)l;
     }
     /* llama2.c's export writes BOS/EOS as "\n<s>\n" and "\n</s>\n": use the plain forms. */
