@@ -650,9 +650,15 @@ static void attention_chunk(void *ctx, size_t b, size_t e, int tid)
     }
 }
 
+/* Work below this many multiply-adds runs on the calling thread: waking the pool costs more
+ * than it saves (tiny models, and machines shared with other processes). */
+#define LLM_PAR_MIN_WORK (1u << 17)
+
 static void matmul(struct llm_ctx *c, const struct llm_w *w, const float *x, float *y, int n)
 {
-    kern_matmul(w->type, w->data, x, y, w->rows, w->cols, n, c->kscratch, c->m->pool);
+    size_t work = (size_t)w->rows * w->cols * n;
+    kern_matmul(w->type, w->data, x, y, w->rows, w->cols, n, c->kscratch,
+                work >= LLM_PAR_MIN_WORK ? c->m->pool : NULL);
 }
 
 static void add_bias(float *y, const float *bias, int n, int dim)
@@ -718,8 +724,10 @@ static int forward_chunk(struct llm_ctx *c, const int *token, const int *pos, co
             memcpy(c->k_cache + at, c->k + (size_t)r * kv_dim, (size_t)kv_dim * sizeof(float));
             memcpy(c->v_cache + at, c->v + (size_t)r * kv_dim, (size_t)kv_dim * sizeof(float));
         }
-        size_t work = (size_t)n * hp->n_head;
-        if (m->pool && work > 1) pool_for(m->pool, work, 1, attention_chunk, &st);
+        size_t work = (size_t)n * hp->n_head, macs = 0;
+        for (int r = 0; r < n; r++) macs += (size_t)(pos[r] + 1) * 2 * q_dim;
+        if (m->pool && work > 1 && macs >= LLM_PAR_MIN_WORK)
+            pool_for(m->pool, work, 1, attention_chunk, &st);
         else attention_chunk(&st, 0, work, 0);
         matmul(c, &L->wo, c->att_out, c->xo, n);
         add_bias(c->xo, L->bo, n, E);
