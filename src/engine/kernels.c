@@ -138,8 +138,8 @@ size_t kern_act_stride(enum kern_act a, int cols)
 {
     size_t c = (size_t)cols;
     switch (a) {
-    case KERN_ACT_Q8_0: return round64(c + (c / 32) * 8);
-    case KERN_ACT_Q8_K: return round64(c + (c / 256) * 4 + (c / 16) * 2);
+    case KERN_ACT_Q8_0: return round64(c + (c / 32) * (8 + 64));
+    case KERN_ACT_Q8_K: return round64(c + (c / 256) * (4 + 32 + 16));
     default: return c * sizeof(float);
     }
 }
@@ -150,10 +150,16 @@ struct kern_arow kern_arow_at(enum kern_act a, const void *base, int cols)
     struct kern_arow r = {0};
     r.qs = (const int8_t *)b;
     r.d = (const float *)(b + cols);
-    if (a == KERN_ACT_Q8_0)
-        r.sum = (const int32_t *)(b + cols + (cols / 32) * 4);
-    else
-        r.bsum = (const int16_t *)(b + cols + (cols / 256) * 4);
+    if (a == KERN_ACT_Q8_0) {
+        int nb = cols / 32;
+        r.sum = (const int32_t *)(r.d + nb);
+        r.dx = (const float *)(r.sum + nb);
+        r.nsx = (const int32_t *)(r.dx + 8 * nb);
+    } else {
+        int nk = cols / 256;
+        r.bsum = (const int16_t *)(r.d + nk);
+        r.bsum32 = r.bsum + 16 * nk;
+    }
     return r;
 }
 
@@ -167,11 +173,12 @@ static inline int nearest_int(float v)
  * the full int8 range is used (as ggml's quantize_row_q8_K does). */
 void kern_act_quantize(enum kern_act a, const float *x, void *out, int cols)
 {
-    uint8_t *b = out;
-    int8_t *qs = (int8_t *)b;
-    float *d = (float *)(b + cols);
+    struct kern_arow r = kern_arow_at(a, out, cols);
+    int8_t *qs = (int8_t *)r.qs;
+    float *d = (float *)r.d;
     if (a == KERN_ACT_Q8_0) {
-        int32_t *sum = (int32_t *)(b + cols + (cols / 32) * 4);
+        int32_t *sum = (int32_t *)r.sum, *nsx = (int32_t *)r.nsx;
+        float *dx = (float *)r.dx;
         for (int i = 0; i < cols / 32; i++) {
             const float *xb = x + i * 32;
             float amax = 0;
@@ -185,9 +192,13 @@ void kern_act_quantize(enum kern_act a, const float *x, void *out, int cols)
             }
             d[i] = dd;
             sum[i] = s;
+            for (int j = 0; j < 8; j++) {
+                dx[i * 8 + j] = dd;
+                nsx[i * 8 + j] = -s;
+            }
         }
     } else if (a == KERN_ACT_Q8_K) {
-        int16_t *bsum = (int16_t *)(b + cols + (cols / 256) * 4);
+        int16_t *bsum = (int16_t *)r.bsum, *bsum32 = (int16_t *)r.bsum32;
         for (int i = 0; i < cols / 256; i++) {
             const float *xb = x + i * 256;
             float amax = 0, max = 0;
@@ -201,20 +212,21 @@ void kern_act_quantize(enum kern_act a, const float *x, void *out, int cols)
             if (amax == 0) {
                 d[i] = 0;
                 memset(qs + i * 256, 0, 256);
-                memset(bsum + i * 16, 0, 16 * sizeof(int16_t));
-                continue;
-            }
-            float iscale = -128.0f / max;
-            for (int j = 0; j < 256; j++) {
-                int q = nearest_int(iscale * xb[j]);
-                qs[i * 256 + j] = (int8_t)(q < 127 ? q : 127);
+            } else {
+                float iscale = -128.0f / max;
+                for (int j = 0; j < 256; j++) {
+                    int q = nearest_int(iscale * xb[j]);
+                    qs[i * 256 + j] = (int8_t)(q < 127 ? q : 127);
+                }
+                d[i] = 1.0f / iscale;
             }
             for (int k = 0; k < 16; k++) {
                 int s = 0;
                 for (int j = 0; j < 16; j++) s += qs[i * 256 + k * 16 + j];
                 bsum[i * 16 + k] = (int16_t)s;
             }
-            d[i] = 1.0f / iscale;
+            for (int k = 0; k < 8; k++)
+                bsum32[i * 8 + k] = (int16_t)(bsum[i * 16 + 2 * k] + bsum[i * 16 + 2 * k + 1]);
         }
     }
 }

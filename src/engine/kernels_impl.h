@@ -39,11 +39,15 @@ _Static_assert(sizeof(struct blk_q4_k) == 144, "q4_K block");
 _Static_assert(sizeof(struct blk_q6_k) == 210, "q6_K block");
 
 /* Activation formats: one row of `cols` values quantized into scratch, laid out as separate
- * arrays so SIMD code can load 32 int8 at a time:
- *   ACT_Q8_0 (for Q8_0, Q4_0 weights):  int8 qs[cols] | float d[cols/32] | int32 sum[cols/32]
- *        value = qs * d; sum = sum of the block's qs (Q4_0 folds its "-8" into it).
- *   ACT_Q8_K (for Q4_K, Q6_K weights):  int8 qs[cols] | float d[cols/256] | int16 bsum[cols/16]
- *        like ggml's block_q8_K: one scale per 256, sums per 16 for the mins / the "-32".
+ * arrays so SIMD code can load 32 int8 (and a block's scale as 8 lanes) at a time:
+ *   ACT_Q8_0 (for Q8_0, Q4_0 weights), nb = cols/32:
+ *        int8 qs[cols] | f32 d[nb] | i32 sum[nb] | f32 dx[8*nb] | i32 nsx[8*nb]
+ *        value = qs * d; sum = sum of the block's qs; dx = d and nsx = -sum, each repeated 8
+ *        times (ready-made vector operands: Q4_0 folds its "-8" in by adding nsx per lane).
+ *   ACT_Q8_K (for Q4_K, Q6_K weights), nk = cols/256:
+ *        int8 qs[cols] | f32 d[nk] | i16 bsum[16*nk] | i16 bsum32[8*nk]
+ *        like ggml's block_q8_K: one scale per 256, sums per 16 (Q6_K's "-32") and per 32
+ *        (Q4_K's mins).
  *   ACT_F32 (for F32, F16, BF16 weights): the caller's X is used as is. */
 enum kern_act { KERN_ACT_F32, KERN_ACT_Q8_0, KERN_ACT_Q8_K };
 
@@ -52,7 +56,10 @@ struct kern_arow {
     const int8_t *qs;
     const float *d;
     const int32_t *sum;   /* ACT_Q8_0 */
+    const float *dx;      /* ACT_Q8_0 */
+    const int32_t *nsx;   /* ACT_Q8_0 */
     const int16_t *bsum;  /* ACT_Q8_K */
+    const int16_t *bsum32; /* ACT_Q8_K */
 };
 
 enum kern_act kern_act_of(enum ggml_type t);
