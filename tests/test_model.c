@@ -7,6 +7,7 @@
 
 #include "testutil.h"
 
+#include "engine/generate.h"
 #include "engine/gguf.h"
 #include "engine/kernels.h"
 #include "engine/model.h"
@@ -417,6 +418,79 @@ static void test_errors(void **st)
     test_rmtree(dir);
 }
 
+/* generate_run: the golden text again through the streaming path, a stop string, a limit. */
+static void test_generate_run(void **st)
+{
+    (void)st;
+    char gp[512], gold_p[512];
+    test_data_path(gp, sizeof gp, GGUF_REL);
+    test_data_path(gold_p, sizeof gold_p, GOLD_REL);
+    TEST_REQUIRE_PATH(gp);
+    TEST_REQUIRE_PATH(gold_p);
+    size_t glen;
+    char *gold = read_all(gold_p, &glen);
+    struct llm *m = load(gp, NULL, 1);
+    struct generate_opts o = {.n_predict = 200, .echo_prompt = true,
+                              .sampling = sampler_default_params()};
+    o.sampling.temp = 0;
+    struct generate_stats gs;
+    struct err e = {0};
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&buf, &blen);
+    assert_int_equal(generate_run(m, &o, f, &gs, &e), 0);
+    fclose(f);
+    assert_int_equal(gs.n_prompt, 1);
+    assert_int_equal(gs.n_gen, 200);
+    assert_int_equal(blen, glen);
+    assert_memory_equal(buf, gold, glen);
+    free(buf);
+
+    /* stop at "park" (spread over tokens): the text before it, nothing after */
+    const char *stop[] = {"park"};
+    o.stop = stop;
+    o.n_stop = 1;
+    f = open_memstream(&buf, &blen);
+    assert_int_equal(generate_run(m, &o, f, &gs, &e), 0);
+    fclose(f);
+    assert_true(gs.hit_stop);
+    const char *at = strstr(gold, "park");
+    assert_non_null(at);
+    assert_int_equal(blen, (size_t)(at - gold));
+    assert_memory_equal(buf, gold, blen);
+    free(buf);
+
+    /* a prompt is echoed, then continued; -n limits the new tokens */
+    o.n_stop = 0;
+    o.n_predict = 10;
+    o.prompt = "Once upon a time";
+    f = open_memstream(&buf, &blen);
+    assert_int_equal(generate_run(m, &o, f, &gs, &e), 0);
+    fclose(f);
+    assert_int_equal(gs.n_gen, 10);
+    assert_true(gs.n_prompt == 5);
+    assert_true(strncmp(buf, gold, 16) == 0); /* the golden text starts the same way */
+    free(buf);
+
+    /* chat mode with an explicit template runs (the tiny model knows no chat) */
+    o.chat = true;
+    o.template_name = "zephyr";
+    o.system = "Tell a story.";
+    f = open_memstream(&buf, &blen);
+    assert_int_equal(generate_run(m, &o, f, &gs, &e), 0);
+    fclose(f);
+    assert_true(gs.n_prompt > 10);
+    free(buf);
+    o.template_name = "vicuna";
+    f = open_memstream(&buf, &blen);
+    assert_int_equal(generate_run(m, &o, f, &gs, &e), ERR_INVALID);
+    fclose(f);
+    assert_non_null(strstr(e.msg, "vicuna"));
+    free(buf);
+    free(gold);
+    llm_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_batched_equals_single),
         cmocka_unit_test(test_q8_0_same_text),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_generate_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,7 @@ const char *chat_family_name(enum chat_family f);
 
 /** Formats `n` messages, then the assistant's opening when `add_assistant`. Like snprintf:
  *  writes at most cap - 1 bytes plus a NUL and returns the length the whole text needs.
- *  CHAT_NONE concatenates the contents (system first) separated by blank lines. */
+ *  CHAT_NONE concatenates the contents in order, separated by blank lines. */
 size_t chat_apply(enum chat_family f, const struct chat_msg *msgs, int n, bool add_assistant,
                   char *out, size_t cap);
 
