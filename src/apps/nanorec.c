@@ -3,10 +3,14 @@
 
 #include "base/cli.h"
 #include "engine/gguf_cli.h"
+#include "recsys/rec_service.h"
 
 static const struct cli_cmd cmds[] = {
     {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
      gguf_cli_info},
+    {"serve",
+     "serve POST /recommend, health, readiness, metrics and the page over HTTP",
+     REC_SERVICE_USAGE, rec_service_cmd},
     {NULL, NULL, NULL, NULL},
 };
 
