@@ -272,6 +272,14 @@ int sched_add_prefix(struct sched *s, const char *text, struct err *err)
     return id;
 }
 
+int sched_prefix_tokens(struct sched *s, int id)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = id >= 0 && id < s->n_prefix ? s->prefix[id].n : 0;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 int sched_count_tokens(struct sched *s, int prefix, const char *text, struct err *err)
 {
     int *tok = NULL;

@@ -106,6 +106,9 @@ int sched_submit(struct sched *s, const struct sched_req *r, struct err *err);
  *  a prompt to the context before submitting. Negative err_code on failure. */
 int sched_count_tokens(struct sched *s, int prefix, const char *text, struct err *err);
 
+/** Tokens of prefix `id` (BOS included); 0 for -1 or an unknown id. */
+int sched_prefix_tokens(struct sched *s, int id);
+
 /** Live numbers (any thread). */
 struct sched_info {
     int running, waiting, max_batch, queue, n_ctx, max_tokens_cap;
