@@ -943,7 +943,7 @@ int story_service_cmd(int argc, char **argv)
         fprintf(stderr, "trendstory serve: %s\n", err.msg);
         goto out;
     }
-    prefetch(&ss);
+    if (ss.model) prefetch(&ss); /* without a model nothing needs topics ahead of time */
     service_wait(ss.svc);
     status = 0;
 out:
