@@ -4,6 +4,8 @@
 #include "base/cli.h"
 #include "engine/generate.h"
 #include "engine/gguf_cli.h"
+#include "engine/make_model.h"
+#include "engine/quantize.h"
 #include "story/story_service.h"
 #include "story/trends_cli.h"
 
@@ -12,6 +14,10 @@ static const struct cli_cmd cmds[] = {
      GENERATE_USAGE, generate_cli},
     {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
      gguf_cli_info},
+    {"make-model", "write a random-weight llama GGUF of a given shape (benchmarks, tests)",
+     MAKE_MODEL_USAGE, make_model_cli},
+    {"quantize", "convert a GGUF model's weight matrices to q8_0, q4_0, q4_k_m, f16 or bf16",
+     QUANTIZE_USAGE, quantize_cli},
     {"serve",
      "serve POST /v1/stories, health, readiness, metrics and the page over HTTP",
      STORY_SERVICE_USAGE, story_service_cmd},
