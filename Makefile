@@ -15,7 +15,7 @@ DATA     ?= ../shared/data
 WERROR   ?= 1
 SANITIZE ?=
 
-PKGS     := libmicrohttpd jansson libcurl expat hiredis openblas
+PKGS     := libmicrohttpd jansson libcurl expat hiredis openblas zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
