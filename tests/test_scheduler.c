@@ -235,6 +235,45 @@ static void test_batched_equals_alone(void **state)
     llm_free(m);
 }
 
+/* Warmed prefixes are computed with no request in sight; a request then only prefills its
+ * own tokens. */
+static void test_warm_prefixes(void **state)
+{
+    (void)state;
+    struct llm *m;
+    NEED_MODEL(m);
+    struct err err = {0};
+    struct sched *s = sched_new(m, &(struct sched_cfg){.max_batch = 2, .prefill_chunk = 16}, &err);
+    assert_non_null(s);
+    int a = sched_add_prefix(s, "Once upon a time, there was a dog.", &err);
+    int b = sched_add_prefix(s, "One day, a girl named Lily went to the park.", &err);
+    assert_true(a >= 0 && b >= 0);
+    sched_warm_prefixes(s);
+    struct sched_info info;
+    for (int i = 0; i < 2000; i++) {
+        sched_info(s, &info);
+        if (info.prefixes_ready == 2) break;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(info.prefixes, 2);
+    assert_int_equal(info.prefixes_ready, 2);
+    long long filled = info.prompt_tokens_prefilled;
+    assert_int_equal(filled, sched_prefix_tokens(s, a) + sched_prefix_tokens(s, b));
+    struct out o;
+    out_init(&o);
+    struct sched_req r = req_for(&o, b, " She saw a bird.", 8);
+    assert_int_equal(sched_submit(s, &r, &err), 0);
+    assert_true(out_wait(&o));
+    sched_info(s, &info);
+    assert_int_equal(info.prompt_tokens_prefilled - filled,
+                     o.st.prompt_tokens - sched_prefix_tokens(s, b));
+    assert_int_equal(o.st.prefix_tokens, sched_prefix_tokens(s, b));
+    out_destroy(&o);
+    sched_free(s);
+    llm_free(m);
+}
+
 /* A cancelled request ends at the next step with CANCELLED and its slot serves the next. */
 static void test_cancel_frees_slot(void **state)
 {
@@ -357,6 +396,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
         cmocka_unit_test(test_batched_equals_alone),
+        cmocka_unit_test(test_warm_prefixes),
         cmocka_unit_test(test_cancel_frees_slot),
         cmocka_unit_test(test_queue_full_and_stop),
         cmocka_unit_test(test_limits),

@@ -62,7 +62,8 @@ struct sched {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;
-    bool thread_started, stop, started_submits;
+    bool thread_started, stop, started_submits, warm_requested;
+    int prefixes_ready;
     struct pending *wait_head, *wait_tail;
     int n_waiting, n_running;
     long long steps, tokens_generated, prompt_prefilled, prefix_reused;
@@ -119,6 +120,15 @@ static double tps_state(void *ctx)
     return v;
 }
 
+static double prefixes_ready_state(void *ctx)
+{
+    struct sched *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    double v = s->prefixes_ready;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
 static double waiting_state(void *ctx)
 {
     struct sched *s = ctx;
@@ -164,6 +174,8 @@ static void metrics_setup(struct sched *s)
     s->c_busy = metrics_counter(m, "story_rejected_queue_full_total",
                                 "Requests refused because the queue was full", NULL);
     metrics_gauge_fn(m, "story_running", "Generations in a slot", NULL, tps_state, s);
+    metrics_gauge_fn(m, "story_prefixes_ready", "Shared prompt prefixes whose KV is computed",
+                     NULL, prefixes_ready_state, s);
     metrics_gauge_fn(m, "story_waiting", "Generations waiting for a slot", NULL,
                      waiting_state, s);
 }
@@ -272,6 +284,14 @@ int sched_add_prefix(struct sched *s, const char *text, struct err *err)
     return id;
 }
 
+void sched_warm_prefixes(struct sched *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->warm_requested = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 int sched_prefix_tokens(struct sched *s, int id)
 {
     pthread_mutex_lock(&s->mu);
@@ -356,7 +376,9 @@ void sched_info(struct sched *s, struct sched_info *o)
                              .steps = s->steps,
                              .tokens_generated = s->tokens_generated,
                              .prompt_tokens_prefilled = s->prompt_prefilled,
-                             .prefix_tokens_reused = s->prefix_reused};
+                             .prefix_tokens_reused = s->prefix_reused,
+                             .prefixes = s->n_prefix,
+                             .prefixes_ready = s->prefixes_ready};
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -596,7 +618,12 @@ static void step(struct sched *s)
             struct prefix *pf = &s->prefix[-1 - o];
             pf->n_fed++;
             prefilled++;
-            if (pf->n_fed == pf->n) pf->st = PREFIX_READY;
+            if (pf->n_fed == pf->n) {
+                pf->st = PREFIX_READY;
+                pthread_mutex_lock(&s->mu);
+                s->prefixes_ready++;
+                pthread_mutex_unlock(&s->mu);
+            }
         } else {
             struct seq *q = &s->slots[o];
             q->n_past++;
@@ -629,13 +656,29 @@ static void step(struct sched *s)
     if (s->c_gen) metrics_counter_add(s->c_gen, (uint64_t)n_sampled);
 }
 
+/* Whether a prefix is being computed (scheduler thread only, so no lock needed for the
+ * states; called under mu for the wait condition). */
+static bool prefix_filling(const struct sched *s)
+{
+    for (int k = 0; k < s->n_prefix; k++)
+        if (s->prefix[k].st == PREFIX_FILLING) return true;
+    return false;
+}
+
 static void *sched_main(void *arg)
 {
     struct sched *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->stop && s->n_running == 0 && !s->wait_head) pthread_cond_wait(&s->cv, &s->mu);
+        while (!s->stop && s->n_running == 0 && !s->wait_head && !s->warm_requested &&
+               !prefix_filling(s))
+            pthread_cond_wait(&s->cv, &s->mu);
         if (s->stop) break;
+        if (s->warm_requested) {
+            s->warm_requested = false;
+            for (int k = 0; k < s->n_prefix; k++)
+                if (s->prefix[k].st == PREFIX_EMPTY) s->prefix[k].st = PREFIX_FILLING;
+        }
         admit(s);
         pthread_mutex_unlock(&s->mu);
         step(s);

@@ -106,6 +106,10 @@ int sched_submit(struct sched *s, const struct sched_req *r, struct err *err);
  *  a prompt to the context before submitting. Negative err_code on failure. */
 int sched_count_tokens(struct sched *s, int prefix, const char *text, struct err *err);
 
+/** Asks the scheduler to compute every registered prefix now (in prefill chunks, between
+ *  requests' steps) instead of on first use, so early requests do not pay for it. */
+void sched_warm_prefixes(struct sched *s);
+
 /** Tokens of prefix `id` (BOS included); 0 for -1 or an unknown id. */
 int sched_prefix_tokens(struct sched *s, int id);
 
@@ -113,6 +117,7 @@ int sched_prefix_tokens(struct sched *s, int id);
 struct sched_info {
     int running, waiting, max_batch, queue, n_ctx, max_tokens_cap;
     long long steps, tokens_generated, prompt_tokens_prefilled, prefix_tokens_reused;
+    int prefixes, prefixes_ready;
 };
 void sched_info(struct sched *s, struct sched_info *out);
 

@@ -52,6 +52,7 @@ struct story_opts {
     int max_batch, queue, max_tokens_cap, default_tokens, n_ctx, prefill_chunk;
     long trend_wait_ms;
     long ttl_s;
+    bool lazy_prefixes;
 };
 
 struct story_service {
@@ -776,6 +777,7 @@ static int setup_model(struct story_service *ss, struct err *err)
         ss->prefix[i] = sched_add_prefix(ss->sched, ss->prefix_text[i], err);
         if (ss->prefix[i] < 0) return ss->prefix[i];
     }
+    if (!o->lazy_prefixes) sched_warm_prefixes(ss->sched);
     log_info("story", "model %s (%s template), %d slots x %d positions, queue %d",
              ss->model_name, chat_family_name(ss->chat), o->max_batch, o->n_ctx ? o->n_ctx : llm_n_ctx_train(ss->model),
              o->queue);
@@ -825,6 +827,10 @@ static bool parse_own_opt(struct story_opts *o, int argc, char **argv, int *i, b
     if (cli_opt_str(argc, argv, i, "--themes", &o->themes_path, bad)) return true;
     if (cli_opt_str(argc, argv, i, "--template", &o->template_name, bad)) return true;
     if (cli_opt_str(argc, argv, i, "--prefetch", &o->prefetch, bad)) return true;
+    if (strcmp(argv[*i], "--lazy-prefixes") == 0) {
+        o->lazy_prefixes = true;
+        return true;
+    }
     struct {
         const char *name;
         long lo, hi;
