@@ -45,7 +45,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LF  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-lf/%)
 
-.PHONY: all test check bench fuzz run clean setup format
+.PHONY: all test check bench bench-story fuzz run clean setup format
 all: $(APPS)
 
 # `make V=1` shows full command lines.
@@ -97,6 +97,10 @@ fuzz: $(FUZZ_LF)
 
 bench: $(APPS)
 	@BUILD=$(BUILD) DATA=$(DATA) scripts/bench.sh
+
+# trendstory load scenarios (locust; about 40 minutes; see docs/BENCHMARKS.md)
+bench-story: $(APPS)
+	@BUILD=$(BUILD) DATA=$(DATA) scripts/bench_story.sh
 
 run: 
 	@scripts/setup.sh
