@@ -300,6 +300,11 @@ int sched_prefix_tokens(struct sched *s, int id)
     return n;
 }
 
+int sched_tokenize(struct sched *s, const char *text, int *out, int cap, struct err *err)
+{
+    return tok_encode(s->tok, text, strlen(text), tok_add_bos(s->tok), true, out, cap, err);
+}
+
 int sched_count_tokens(struct sched *s, int prefix, const char *text, struct err *err)
 {
     int *tok = NULL;
@@ -310,20 +315,45 @@ int sched_count_tokens(struct sched *s, int prefix, const char *text, struct err
 
 int sched_submit(struct sched *s, const struct sched_req *r, struct err *err)
 {
-    if (!r->prompt || !r->on_done || r->max_tokens < 1)
+    if ((!r->prompt && !r->tokens) || !r->on_done || r->max_tokens < 1)
         return err_set(err, ERR_INVALID, "a request needs a prompt, on_done and max_tokens >= 1");
     if (r->prefix < -1 || r->prefix >= s->n_prefix)
         return err_set(err, ERR_INVALID, "unknown prompt prefix %d", r->prefix);
+    if (r->tokens && (r->n_tokens < 1 || r->n_tokens > s->cfg.n_ctx))
+        return err_set(err, ERR_INVALID, "the prompt takes %d tokens; the context holds %d",
+                       r->n_tokens, s->cfg.n_ctx);
     struct pending *p = calloc(1, sizeof *p);
     if (!p) return err_set(err, ERR_NOMEM, "out of memory");
     p->r = *r;
     p->r.prompt = NULL; /* not kept: the tokens are */
-    int n = encode(s, r->prompt, r->prefix < 0 && tok_add_bos(s->tok), &p->tok, err);
-    if (n < 0) {
-        free(p);
-        return n;
+    p->r.tokens = NULL;
+    int n;
+    if (r->tokens) {
+        /* The whole prompt as tokens: reuse the prefix only if it is a token-exact match. */
+        int skip = 0;
+        if (r->prefix >= 0) {
+            const struct prefix *pf = &s->prefix[r->prefix];
+            if (pf->n < r->n_tokens && memcmp(pf->tok, r->tokens, (size_t)pf->n * sizeof(int)) == 0)
+                skip = pf->n;
+            else
+                p->r.prefix = -1;
+        }
+        n = r->n_tokens - skip;
+        p->tok = malloc((size_t)n * sizeof(int));
+        if (!p->tok) {
+            free(p);
+            return err_set(err, ERR_NOMEM, "out of memory");
+        }
+        memcpy(p->tok, r->tokens + skip, (size_t)n * sizeof(int));
+    } else {
+        n = encode(s, r->prompt, r->prefix < 0 && tok_add_bos(s->tok), &p->tok, err);
+        if (n < 0) {
+            free(p);
+            return n;
+        }
     }
     p->n_tok = n;
+    r = &p->r; /* the prefix may have been dropped */
     int n_pre = r->prefix >= 0 ? s->prefix[r->prefix].n : 0;
     int room = s->cfg.n_ctx - n_pre - n;
     if (n == 0 || room < 1) {

@@ -74,6 +74,10 @@ typedef void (*sched_done_fn)(void *ud, const struct sched_stats *st, const char
 struct sched_req {
     int prefix;         /* from sched_add_prefix, or -1 */
     const char *prompt; /* text after the prefix (special tokens parsed; no BOS unless no prefix) */
+    const int *tokens;  /* or: the WHOLE prompt as tokens (BOS included), copied at submit; the
+                           prefix is reused only when these tokens start with exactly its
+                           tokens, else the request runs without it */
+    int n_tokens;
     int max_tokens;     /* 1..; capped by cfg.max_tokens_cap and the context */
     struct sampler_params sampling;
     atomic_bool *cancel; /* may be NULL; set it (any thread) to cancel; must outlive on_done */
@@ -101,6 +105,11 @@ int sched_add_prefix(struct sched *s, const char *text, struct err *err);
  *  a bad prefix id, an empty prompt, or a prompt that leaves no room in the context (err says
  *  how many tokens). ERR_UNSUPPORTED: the scheduler is stopping. */
 int sched_submit(struct sched *s, const struct sched_req *r, struct err *err);
+
+/** Encodes a whole prompt as the scheduler would (BOS when the vocabulary wants one, special
+ *  tokens parsed) into out[cap]. Returns the count or a negative err_code (ERR_NOMEM when
+ *  cap is too small). */
+int sched_tokenize(struct sched *s, const char *text, int *out, int cap, struct err *err);
 
 /** Tokens `text` would take after `prefix` (-1: with BOS) — for callers that want to fit
  *  a prompt to the context before submitting. Negative err_code on failure. */

@@ -394,22 +394,23 @@ static void job_on_close(void *ctx)
     atomic_store(&j->cancel, true);
 }
 
-/* Builds the text after the theme's shared prefix: the whole conversation through the chat
- * template minus the system turn (which is the prefix). */
-static char *prompt_suffix(struct story_service *ss, int theme, char *const *titles, int n)
+/* The whole prompt: the theme's system message and the topics (as delimited data) through
+ * the chat template, tokenized. The scheduler reuses the theme's prefix KV when these tokens
+ * start with the prefix's (they do: the system turn comes first and ends where the user turn
+ * starts). Returns the token count, or a negative err_code. */
+static int prompt_tokens(struct story_service *ss, int theme, char *const *titles, int n,
+                         int *out, int cap, struct err *err)
 {
     char user[PROMPTS_MAX_TOPICS * (PROMPTS_TOPIC_MAX_BYTES + 8) + 256];
     prompts_user_message((const char *const *)titles, n, user, sizeof user);
     struct chat_msg msgs[2] = {{"system", ss->system[theme]}, {"user", user}};
     size_t need = chat_apply(ss->chat, msgs, 2, true, NULL, 0);
     char *full = malloc(need + 1);
-    if (!full) return NULL;
+    if (!full) return err_set(err, ERR_NOMEM, "out of memory");
     chat_apply(ss->chat, msgs, 2, true, full, need + 1);
-    size_t pl = strlen(ss->prefix_text[theme]);
-    if (strncmp(full, ss->prefix_text[theme], pl) != 0) pl = 0; /* cannot happen: templates
-                                                                    put the system turn first */
-    memmove(full, full + pl, need - pl + 1);
-    return full;
+    int k = sched_tokenize(ss->sched, full, out, cap, err);
+    free(full);
+    return k;
 }
 
 static void job_story(const struct http_req *req, struct http_resp *resp, void *arg, int worker)
@@ -451,21 +452,23 @@ static void job_story(const struct http_req *req, struct http_resp *resp, void *
 
     /* the prompt: drop topics from the end until the story has room in the context */
     int theme = (int)rq->theme;
-    char *suffix = NULL;
     struct sched_info si;
     sched_info(ss->sched, &si);
-    int pre_n = sched_prefix_tokens(ss->sched, ss->prefix[theme]);
-    for (;;) {
-        free(suffix);
-        suffix = prompt_suffix(ss, theme, j->titles, j->n_topics);
-        if (!suffix) break;
-        int k = sched_count_tokens(ss->sched, ss->prefix[theme], suffix, &err);
-        if (k >= 0 && pre_n + k + MIN_STORY_ROOM <= si.n_ctx) break;
-        if (j->n_topics <= 1) break; /* sched_submit explains */
+    int *toks = malloc((size_t)si.n_ctx * sizeof(int));
+    int n_tok = toks ? 0 : ERR_NOMEM;
+    while (toks) {
+        n_tok = prompt_tokens(ss, theme, j->titles, j->n_topics, toks, si.n_ctx, &err);
+        bool fits = n_tok >= 0 && n_tok + MIN_STORY_ROOM <= si.n_ctx;
+        if (fits || j->n_topics <= 1 || (n_tok < 0 && n_tok != ERR_NOMEM)) break;
         free(j->titles[--j->n_topics]);
     }
-    if (!suffix) {
-        story_error(resp, 500, "internal", NULL, "out of memory building the prompt");
+    if (n_tok < 0) {
+        free(toks);
+        if (n_tok == ERR_NOMEM && toks)
+            story_error(resp, 400, "prompt_too_long", "limit",
+                        "even one topic makes the prompt longer than the model's context");
+        else
+            story_error(resp, 500, "internal", NULL, err.msg[0] ? err.msg : "out of memory");
         job_free(j);
         return;
     }
@@ -476,7 +479,8 @@ static void job_story(const struct http_req *req, struct http_resp *resp, void *
     sp.seed = rq->has_seed ? (uint64_t)rq->seed
                            : (uint64_t)time(NULL) * 2654435761u + atomic_fetch_add(&ss->seed_counter, 1);
     struct sched_req sr = {.prefix = ss->prefix[theme],
-                           .prompt = suffix,
+                           .tokens = toks,
+                           .n_tokens = n_tok,
                            .max_tokens = rq->has_max_tokens ? rq->max_tokens : ss->o.default_tokens,
                            .sampling = sp,
                            .cancel = &j->cancel,
@@ -485,7 +489,7 @@ static void job_story(const struct http_req *req, struct http_resp *resp, void *
                            .ud = j};
     j->text = malloc(STORY_TEXT_MAX + 1);
     if (!j->text) {
-        free(suffix);
+        free(toks);
         story_error(resp, 500, "internal", NULL, "out of memory");
         job_free(j);
         return;
@@ -494,7 +498,7 @@ static void job_story(const struct http_req *req, struct http_resp *resp, void *
 
     pthread_mutex_lock(&j->mu); /* callbacks wait until the stream is attached */
     rc = sched_submit(ss->sched, &sr, &err);
-    free(suffix);
+    free(toks);
     if (rc) {
         pthread_mutex_unlock(&j->mu);
         if (rc == ERR_BUSY) {
