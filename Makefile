@@ -45,7 +45,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LF  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-lf/%)
 
-.PHONY: all test check bench bench-ann bench-serve fuzz run clean setup format
+.PHONY: all test check bench bench-ann bench-serve bench-story fuzz run clean setup format
 all: $(APPS)
 
 # `make V=1` shows full command lines.
@@ -114,6 +114,10 @@ bench-ann: $(BUILD)/bench/bench_ann
 # nanorec POST /recommend under load (wrk + Lua mix; docs/BENCHMARKS.md). DURATION=30 per run.
 bench-serve: $(APPS) $(BUILD)/bench/rec_synth
 	@BUILD=$(BUILD) DATA=$(DATA) scripts/bench_serve.sh
+
+# trendstory load scenarios (locust; about 40 minutes; see docs/BENCHMARKS.md)
+bench-story: $(APPS)
+	@BUILD=$(BUILD) DATA=$(DATA) scripts/bench_story.sh
 
 run: 
 	@scripts/setup.sh

@@ -3,10 +3,25 @@
 # prints their URLs, and stops both cleanly on Ctrl-C (SIGINT) or SIGTERM. Exits non-zero with
 # the failing service's log if one does not start, or if one dies while running.
 #
-#   BUILD=build DATA=../shared/data scripts/run.sh
+#   BUILD=build DATA=../shared/data scripts/run.sh [--model FILE.gguf]
+#   make run MODEL=FILE.gguf
 #   Environment: HOST (127.0.0.1), NANOREC_PORT (8000), TRENDSTORY_PORT (8001),
-#                RUN_LOGS (folder for the services' logs, default $BUILD/run)
+#                RUN_LOGS (folder for the services' logs, default $BUILD/run),
+#                MODEL (trendstory's model; same as --model),
+#                TRENDSTORY_THREADS (compute threads, default: online CPUs)
+#
+# trendstory's model: --model FILE (or MODEL=FILE) takes any llama-architecture GGUF; without
+# one, $DATA/models/gguf/stories260K.gguf is used when present; otherwise the script prints
+# how to download TinyLlama-1.1B-Chat and exits (status 2) before starting anything.
 set -u
+MODEL="${MODEL:-}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) [ $# -ge 2 ] || { echo "run: --model needs a file" >&2; exit 2; }; MODEL=$2; shift 2 ;;
+    --model=*) MODEL=${1#--model=}; shift ;;
+    *) echo "run: unknown option '$1' (use --model FILE)" >&2; exit 2 ;;
+  esac
+done
 BUILD="${BUILD:-build}"
 DATA="${DATA:-../shared/data}"
 HOST="${HOST:-127.0.0.1}"
@@ -80,16 +95,29 @@ start() {
   fail "$name did not answer http://$HOST:$port/healthz within 15 s"
 }
 
-# Pass a model to trendstory once `trendstory serve` accepts --model.
+# trendstory's model (see the header).
 ts_args=()
-ts_model="$DATA/models/gguf/stories260K.gguf"
-if "$BUILD/trendstory" serve --help 2>&1 | grep -q -- '--model'; then
-  if [ -f "$ts_model" ]; then
-    ts_args+=(--model "$ts_model")
-  else
-    echo "run: note: $ts_model not found; trendstory starts without a model (see /readyz)" >&2
-  fi
+if [ -n "$MODEL" ]; then
+  [ -f "$MODEL" ] || { echo "run: model file '$MODEL' not found" >&2; exit 2; }
+  ts_model=$MODEL
+elif [ -f "$DATA/models/gguf/stories260K.gguf" ]; then
+  ts_model="$DATA/models/gguf/stories260K.gguf"
+else
+  cat >&2 <<EOF_MSG
+run: no model for trendstory: no MODEL / --model given and $DATA/models/gguf/stories260K.gguf
+is not there. Download TinyLlama-1.1B-Chat as GGUF (Q4_0, about 640 MB) and start with it:
+
+  mkdir -p models
+  curl -L -o models/tinyllama-1.1b-chat-v1.0.Q4_0.gguf \\
+    https://huggingface.co/TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF/resolve/main/tinyllama-1.1b-chat-v1.0.Q4_0.gguf
+  make run MODEL=models/tinyllama-1.1b-chat-v1.0.Q4_0.gguf
+
+(Any llama-architecture GGUF works: make run MODEL=FILE.gguf.)
+EOF_MSG
+  exit 2
 fi
+ts_threads="${TRENDSTORY_THREADS:-$(nproc 2>/dev/null || echo 1)}"
+ts_args+=(--model "$ts_model" --threads "$ts_threads")
 
 # nanorec serves an artifact set; without one, build a small one from ml-latest-small first
 # (NANOREC_ARTIFACTS=none starts it without, answering 503 until one is loaded).

@@ -2,6 +2,7 @@
 #include <stddef.h>
 
 #include "base/cli.h"
+#include "engine/generate.h"
 #include "engine/gguf_cli.h"
 #include "engine/make_model.h"
 #include "engine/quantize.h"
@@ -9,15 +10,19 @@
 #include "story/trends_cli.h"
 
 static const struct cli_cmd cmds[] = {
-    {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE, gguf_cli_info},
-    {"serve", "serve POST /v1/stories, health, readiness, metrics and the page over HTTP",
+    {"generate", "generate text from a GGUF or llama2.c model, streamed to stdout",
+     GENERATE_USAGE, generate_cli},
+    {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
+     gguf_cli_info},
+    {"make-model", "write a random-weight llama GGUF of a given shape (benchmarks, tests)",
+     MAKE_MODEL_USAGE, make_model_cli},
+    {"quantize", "convert a GGUF model's weight matrices to q8_0, q4_0, q4_k_m, f16 or bf16",
+     QUANTIZE_USAGE, quantize_cli},
+    {"serve",
+     "serve POST /v1/stories, health, readiness, metrics and the page over HTTP",
      STORY_SERVICE_USAGE, story_service_cmd},
     {"trends", "fetch one trend source once and print its topics", TRENDS_USAGE,
      trends_cli_main},
-    {"quantize", "convert a GGUF model's weight matrices to q8_0, q4_0, q4_k_m, f16 or bf16",
-     QUANTIZE_USAGE, quantize_cli},
-    {"make-model", "write a random-weight llama GGUF of a given shape (benchmarks, tests)",
-     MAKE_MODEL_USAGE, make_model_cli},
     {NULL, NULL, NULL, NULL},
 };
 

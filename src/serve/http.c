@@ -776,6 +776,21 @@ int http_defer(const struct http_req *req, http_job_fn fn, void *arg)
     return rc;
 }
 
+/* Peeks at the socket without consuming: EOF (0) or a reset means the client closed. Only
+ * meaningful while the connection is suspended for a deferred job (MHD is not reading). */
+bool http_req_peer_closed(const struct http_req *req)
+{
+    if (!req || !req->conn) return true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return true;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return true;
+    return false;
+}
+
 /* ---- server-sent events ---- */
 
 static void sse_destroy(struct http_sse *s)

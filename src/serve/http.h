@@ -123,6 +123,11 @@ void http_handle_metrics(const struct http_req *req, struct http_resp *resp, voi
  *  touch resp again (the job owns it) and should return at once. */
 int http_defer(const struct http_req *req, http_job_fn fn, void *arg);
 
+/** From a deferred job: true when the client has closed its side of the connection (a
+ *  long job can stop early). A client that only half-closed after sending is reported as
+ *  gone too, which is what an HTTP/1.1 client that hangs up looks like. */
+bool http_req_peer_closed(const struct http_req *req);
+
 /** Called at most once, when the stream is dropped before the producer called http_sse_end:
  *  the client disconnected, or the server is stopping. It runs on an I/O thread under the
  *  stream's lock: set a flag or cancel a job, and do not call http_sse_* from it. (While the

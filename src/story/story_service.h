@@ -14,19 +14,39 @@
 #define STORY_SERVICE_MAX_GEO 8
 #define STORY_SERVICE_MAX_URL 2048
 
-#define STORY_SERVICE_USAGE                                                                        \
-    "usage: trendstory serve [options]\n"                                                          \
-    "  Serves POST /v1/stories, GET /healthz, GET /readyz, GET /metrics and the page at /.\n"      \
-    "  Prints one line, \"trendstory listening on http://HOST:PORT/\", once it accepts\n"          \
-    "  connections; stops cleanly on SIGINT or SIGTERM.\n"                                         \
-    "options:\n"                                                                                   \
-    "  --host H         address to bind (default 127.0.0.1)\n"                                     \
-    "  --port P         port to bind, 0 = any free port (default 8001)\n"                          \
-    "  --web DIR        folder with index.html and static files (default web/trendstory)\n"        \
-    "  --threads N      HTTP I/O threads (default 2)\n"                                            \
-    "  --workers N      compute workers (default: one per core)\n"                                 \
-    "  --queue N        requests that may wait for a worker before 503 (default 64)\n"             \
-    "  --max-body BYTES largest request body accepted (default 1048576)\n"
+#define STORY_SERVICE_USAGE                                                                      \
+    "usage: trendstory serve [options]\n"                                                        \
+    "  Serves POST /v1/stories, GET /v1/trends, GET /v1/themes, GET /healthz, GET /readyz,\n"  \
+    "  GET /metrics and the page at /. Prints one line, \"trendstory listening on\n"           \
+    "  http://HOST:PORT/\", once it accepts connections; stops cleanly on SIGINT or SIGTERM.\n" \
+    "  Without --model it serves, but answers stories with 503 until started with one.\n"      \
+    "options:\n"                                                                               \
+    "  --model FILE       llama-architecture GGUF (or llama2.c .bin) to write stories with\n"  \
+    "  --threads N        compute threads for the model (default 1)\n"                         \
+    "  --max-batch N      generation slots decoded together (default 8)\n"                     \
+    "  --queue N          stories that may wait for a slot before 503 (default 64)\n"          \
+    "  --max-tokens N     cap on max_tokens per story (default 512, at most 1024)\n"          \
+    "  --default-tokens N max_tokens when a request gives none (default 256)\n"               \
+    "  --ctx N            positions per slot (default: the model's, at most 2048)\n"           \
+    "  --prefill-chunk N  prompt tokens prefilled per step (default 128)\n"                    \
+    "  --lazy-prefixes    compute a theme's shared prompt KV on its first request (default:\n"  \
+    "                     all themes at start, in the background)\n"                        \
+    "  --themes FILE      themes and prompts (default config/themes.json)\n"                   \
+    "  --template NAME    chat template: zephyr, llama2, chatml, none (default: the model's)\n" \
+    "  --prefetch LIST    sources fetched in the background at start (default\n"              \
+    "                     google,hackernews,wikipedia; none = no prefetch)\n"                 \
+    "  --ttl S            topic cache TTL in seconds (default 900)\n"                          \
+    "  --trend-wait-ms MS how long a request with nothing cached waits for its source\n"      \
+    "                     (default 10000; then 504)\n"                                         \
+    "  --host H           address to bind (default 127.0.0.1)\n"                               \
+    "  --port P           port to bind, 0 = any free port (default 8001)\n"                    \
+    "  --web DIR          folder with index.html and static files (default web/trendstory)\n" \
+    "  --io-threads N     HTTP I/O threads (default 2)\n"                                      \
+    "  --workers N        request workers (default max-batch + queue + 4)\n"                   \
+    "  --max-body BYTES   largest request body accepted (default 1048576)\n"                   \
+    "Trend sources: TRENDSTORY_GOOGLE_TRENDS_URL, TRENDSTORY_HN_URL, TRENDSTORY_WIKIMEDIA_URL,\n" \
+    "TRENDSTORY_YOUTUBE_URL, TRENDSTORY_NEWSAPI_URL (base URLs), TRENDSTORY_YOUTUBE_API_KEY,\n" \
+    "TRENDSTORY_NEWSAPI_KEY (see docs/story-sources.md).\n"
 
 /** Names accepted in "source" and "theme", in enum order, NULL-terminated. */
 extern const char *const story_service_sources[];

@@ -89,6 +89,54 @@ const scenarios = {
     for (const s of ['google', 'hackernews', 'wikipedia', 'rss'])
       check(`source ${s} offered`, sources.includes(s), sources.join(','));
   },
+  // Errors first (a source that fails with nothing cached, a bad field), shown to the user;
+  // then a story streams in with its topics (the final screenshot shows it).
+  async 'trendstory-story'(page) {
+    const status = await readinessShown(page);
+    check('status says ready', /^ready/i.test(status), status);
+
+    await page.selectOption('#source', 'rss');
+    await page.fill('#url', 'http://127.0.0.1:9/feed.xml'); // nothing listens there
+    await page.fill('#limit', '3');
+    await page.click('#send');
+    await page.waitForSelector('#error:not([hidden])', { timeout: 30000 });
+    const err = await page.textContent('#error');
+    check('error names the status', /502/.test(err), err);
+    check('error says the source failed', /failed/i.test(err) && /rss/.test(err), err);
+    check('no story on error', await page.isHidden('#story'));
+    if (shot) await page.screenshot({ path: shot.replace(/\.png$/, '') + '-error.png', fullPage: true });
+
+    await page.selectOption('#source', 'hackernews');
+    await page.evaluate(() => { document.querySelector('#limit').removeAttribute('max'); });
+    await page.fill('#limit', '50'); // out of range: the service refuses it, naming the field
+    await page.click('#send');
+    await page.waitForFunction(() => /400/.test(document.querySelector('#error').textContent), null, { timeout: 15000 });
+    const err2 = await page.textContent('#error');
+    check('400 names the field', /limit/.test(err2), err2);
+
+    await page.fill('#limit', '3');
+    await page.selectOption('#theme', 'comedy');
+    await page.fill('#max_tokens', '120');
+    await page.check('#stream');
+    await page.click('#send');
+    // text appears while the stream is still open (streaming, not one final write)
+    await page.waitForFunction(() => {
+      const s = document.querySelector('#story');
+      return s && !s.hidden && s.textContent.length > 0 && s.classList.contains('streaming');
+    }, null, { timeout: 30000 });
+    check('text appears while streaming', true);
+    check('error cleared', await page.isHidden('#error'));
+    await page.waitForSelector('#meta:not([hidden])', { timeout: 60000 });
+    const topics = await page.$$eval('#topics li', (ls) => ls.map((l) => l.textContent));
+    check('three topics listed', topics.length === 3, topics.join(' | '));
+    check('topics come from the source', /drop of seawater/.test(topics[0] || ''), topics[0]);
+    const story = (await page.textContent('#story')).trim();
+    check('a story was written', story.length > 40, story.slice(0, 80));
+    const meta = await page.textContent('#meta');
+    check('metadata shown', /tokens\/s/.test(meta) && /first token/.test(meta), meta);
+    const http = await page.textContent('#http');
+    check('answered 200', /HTTP 200/.test(http), http);
+  },
 };
 
 const run = scenarios[scenario];
@@ -102,7 +150,7 @@ try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of 50[23]/.test(m.text())) errors.push(m.text()); });
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of (400|50[234])/.test(m.text())) errors.push(m.text()); });
   const resp = await page.goto(url, { waitUntil: 'load', timeout: 15000 });
   check('page answers 200', resp && resp.status() === 200, resp ? String(resp.status()) : 'no response');
   await run(page);
