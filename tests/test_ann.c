@@ -211,7 +211,7 @@ static void test_kmeans_recovers_clusters_deterministically(void **state)
             x[i * DIM + j] = centres[(i % KC) * DIM + j] + (float)(ann_rng_normal(&r) * 0.1);
     float c1[KC * DIM], c2[KC * DIM], c3[KC * DIM];
     struct err e;
-    struct ann_kmeans_cfg kc = {15, 1, 256, 99};
+    struct ann_kmeans_cfg kc = {15, 1, 256, 99, 0};
     assert_int_equal(ann_kmeans(x, KC * PER, DIM, KC, &kc, c1, g_pool, &e), 0);
     assert_int_equal(ann_kmeans(x, KC * PER, DIM, KC, &kc, c2, NULL, &e), 0);
     assert_memory_equal(c1, c2, sizeof c1); /* same seed, 2 threads or 1: same result */
