@@ -446,6 +446,41 @@ static void test_batch_equals_single(void **state)
     ann_free(idx);
 }
 
+/* The blocked exact batch path gives the single-query results (scores up to rounding). */
+static void test_flat_batch_matches_single(void **state)
+{
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        struct err e;
+        struct ann_cfg cfg = {.kind = ANN_KIND_FLAT, .metric = (enum ann_metric)m};
+        struct ann_index *idx = ann_build(&cfg, g_x, N, D, g_pool, &e);
+        assert_non_null(idx);
+        enum { Q = 37 }; /* not a multiple of the query block */
+        struct ann_search_opts o[Q];
+        uint32_t ex[Q][2];
+        for (int i = 0; i < Q; i++) {
+            ex[i][0] = (uint32_t)i;
+            ex[i][1] = (uint32_t)(N - 1 - i);
+            o[i] = (struct ann_search_opts){.k = K, .exclude = ex[i], .n_exclude = 2};
+        }
+        struct ann_hit bo[Q * K];
+        int counts[Q];
+        assert_int_equal(ann_search_batch(idx, g_q, Q, o, Q, bo, counts, g_pool), 0);
+        for (int i = 0; i < Q; i++) {
+            struct ann_hit one[K];
+            int n = ann_search(idx, g_q + i * D, &o[i], NULL, one);
+            assert_int_equal(counts[i], n);
+            for (int j = 0; j < n; j++) {
+                float tol = 1e-3f * (1.0f + fabsf(one[j].score));
+                if (bo[i * K + j].id != one[j].id) assert_float_equal(bo[i * K + j].score, one[j].score, tol);
+                assert_float_equal(bo[i * K + j].score, one[j].score, tol);
+                assert_true(bo[i * K + j].id != ex[i][0] && bo[i * K + j].id != ex[i][1]);
+            }
+        }
+        ann_free(idx);
+    }
+}
+
 /* ----------------------------------------------------------------------- save / load ---- */
 
 static void save_load_kind(const struct ann_cfg *cfg, const char *dir)
@@ -708,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_recall_grows_with_effort),
         cmocka_unit_test(test_exclusion_never_returned_and_k_kept),
         cmocka_unit_test(test_batch_equals_single),
+        cmocka_unit_test(test_flat_batch_matches_single),
         cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_truncated_and_corrupted_files),
         cmocka_unit_test(test_synth_expansion_preserves_moments),

@@ -333,7 +333,16 @@ int ann_search_batch(const struct ann_index *idx, const float *q, size_t nq,
     if (!idx || !o || (n_opts != 1 && n_opts != nq) || (nq && (!q || !out || !counts)))
         return ERR_INVALID;
     for (size_t i = 0; i < n_opts; i++)
-        if (o[i].k != o[0].k) return ERR_INVALID;
+        if (o[i].k != o[0].k || o[i].k < 1 || o[i].k > (1 << 24) ||
+            (o[i].n_exclude && !o[i].exclude))
+            return ERR_INVALID;
+    if (nq == 0) return 0;
+    if (idx->n == 0) {
+        memset(counts, 0, nq * sizeof *counts);
+        return 0;
+    }
+    if (idx->cfg.kind == ANN_KIND_FLAT && nq >= 4)
+        return ann_flat_search_batch(idx, q, nq, o, n_opts, out, counts, pool);
     int nt = pool ? pool_threads(pool) : 1;
     struct ann_scratch **scr = calloc((size_t)nt, sizeof *scr);
     if (!scr) return ERR_NOMEM;

@@ -180,6 +180,11 @@ int ann_flat_add(struct ann_index *idx, const float *x, size_t n, struct pool *p
 int ann_flat_search(const struct ann_index *idx, const float *q, const struct ann_search_opts *o,
                     struct ann_scratch *s);
 
+/** Exact batched search (blocked over queries); same results as ann_flat_search per query. */
+int ann_flat_search_batch(const struct ann_index *idx, const float *q, size_t nq,
+                          const struct ann_search_opts *o, size_t n_opts, struct ann_hit *out,
+                          int *counts, struct pool *pool);
+
 int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *pool,
                   struct err *err);
 int ann_ivf_add(struct ann_index *idx, const float *x, size_t n, struct pool *pool,
