@@ -171,9 +171,11 @@ static void test_kernels_match_scalar(void **state)
             o->dot_cols(a, b, d, NR, o1);
             ref->dot_cols(a, b, d, NR, o2);
             for (int i = 0; i < NR; i++) assert_float_equal(o1[i], o2[i], tol);
-            o->dot_cols(a, b, d, 40, o1 + 0);
-            ref->dot_cols(a, b, d, 40, o2 + 0);
-            for (int i = 0; i < 40; i++) assert_float_equal(o1[i], o2[i], tol);
+            if (d * 40 <= 256 * NR) { /* b holds (d, 40) */
+                o->dot_cols(a, b, d, 40, o1);
+                ref->dot_cols(a, b, d, 40, o2);
+                for (int i = 0; i < 40; i++) assert_float_equal(o1[i], o2[i], tol);
+            }
             o->sq8_dot_rows(a, codes, NR, d, o1);
             ref->sq8_dot_rows(a, codes, NR, d, o2);
             for (int i = 0; i < NR; i++) assert_float_equal(o1[i], o2[i], tol * 255);
