@@ -734,8 +734,44 @@ static void test_build_rejects_bad_parameters(void **state)
     assert_int_equal(ann_kind_parse("nope"), -1);
 }
 
-int main(void)
+/* Writes the fuzzing seed corpus (fuzz/corpus/ann_index/): one small file of each kind and
+ * metric, built from the clustered set. */
+static int write_corpus(const char *dir)
 {
+    if (group_setup(NULL) != 0) return 1;
+    enum { CN = 300, CD = 8 };
+    float *x = malloc(sizeof(float) * CN * CD);
+    ann_synth_clustered(CN, CD, 6, 0.3f, 9, 0, x, NULL);
+    const struct ann_cfg cfgs[] = {
+        {.kind = ANN_KIND_FLAT},
+        {.kind = ANN_KIND_FLAT_SQ8, .metric = ANN_METRIC_L2},
+        {.kind = ANN_KIND_IVF_FLAT, .nlist = 4},
+        {.kind = ANN_KIND_IVF_SQ8, .nlist = 4, .metric = ANN_METRIC_L2},
+        {.kind = ANN_KIND_IVF_PQ, .nlist = 4, .pq_m = 2},
+        {.kind = ANN_KIND_IVF_PQ, .nlist = 4, .pq_m = 4, .metric = ANN_METRIC_L2},
+        {.kind = ANN_KIND_HNSW, .hnsw_m = 4},
+    };
+    int rc = 0;
+    for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
+        struct err e;
+        char path[1024];
+        struct ann_index *idx = ann_build(&cfgs[c], x, CN, CD, NULL, &e);
+        snprintf(path, sizeof path, "%s/%s_%s.gguf", dir, ann_kind_name(cfgs[c].kind),
+                 cfgs[c].metric == ANN_METRIC_IP ? "ip" : "l2");
+        if (!idx || ann_save(idx, path, &e) != 0) {
+            fprintf(stderr, "write-corpus: %s: %s\n", path, e.msg);
+            rc = 1;
+        }
+        ann_free(idx);
+    }
+    free(x);
+    group_teardown(NULL);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_match_scalar),
         cmocka_unit_test(test_kmeans_recovers_clusters_deterministically),
