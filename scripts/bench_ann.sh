@@ -4,7 +4,8 @@
 #   scripts/bench_ann.sh [27k|3m]
 # Environment: ANN_ITEMS=file (trained item embeddings, GGUF or raw f32; else synthetic),
 # ANN_TENSOR=name, ANN_THREADS (2), ANN_OUT (results folder, default $BUILD/bench-ann-SET),
-# ANN_TIMEOUT seconds per side (default 1800 for 27k, 1200 for 3m), ANN_HNSW=0|1.
+# ANN_TIMEOUT seconds per side (default 1800 for 27k, 1200 for 3m), ANN_HNSW=0|1,
+# ANN_SIDES="ours faiss" (run one side again against the other's earlier results).
 # Results: $ANN_OUT/{ours,faiss}.tsv, compare.md, and docs/img/ann_<set>.png.
 set -euo pipefail
 set_name="${1:-27k}"
@@ -21,12 +22,17 @@ args=(--set "$set_name" --out "$out" --threads "$threads")
 [ -n "${ANN_ITEMS:-}" ] && args+=(--items "$ANN_ITEMS")
 [ -n "${ANN_TENSOR:-}" ] && args+=(--tensor "$ANN_TENSOR")
 [ -n "${ANN_HNSW:-}" ] && args+=(--hnsw "$ANN_HNSW")
-echo "== ours: $BUILD/bench/bench_ann ${args[*]}"
-timeout "$to" nice "$BUILD/bench/bench_ann" "${args[@]}"
+sides="${ANN_SIDES:-ours faiss}"
+if [[ " $sides " == *" ours "* ]] || [ ! -f "$out/data.bin" ]; then
+  echo "== ours: $BUILD/bench/bench_ann ${args[*]}"
+  timeout "$to" nice "$BUILD/bench/bench_ann" "${args[@]}"
+fi
 fargs=(--dir "$out" --set "$set_name" --threads "$threads")
 [ -n "${ANN_HNSW:-}" ] && fargs+=(--hnsw "$ANN_HNSW")
-echo "== FAISS: bench/peers/faiss_bench.py ${fargs[*]}"
-timeout "$to" nice $py bench/peers/faiss_bench.py "${fargs[@]}" || echo "FAISS side stopped (status $?)"
+if [[ " $sides " == *" faiss "* ]]; then
+  echo "== FAISS: bench/peers/faiss_bench.py ${fargs[*]}"
+  timeout "$to" nice $py bench/peers/faiss_bench.py "${fargs[@]}" || echo "FAISS side stopped (status $?)"
+fi
 $py bench/ann_compare.py "$out" | tee "$out/compare.md"
 gnuplot -e "dir='$out'; set='$set_name'; out='docs/img/ann_$set_name.png'" bench/ann_plot.gp
 echo "== plot: docs/img/ann_$set_name.png; tables: $out/compare.md"

@@ -436,7 +436,7 @@ static int insert_node(struct build_ctx *b, struct hstate *st, uint32_t node)
                 st->sel_id[w] = st->sel_id[j];
                 w++;
             }
-        int kept = select_heuristic(idx, ops, st->sel_d, st->sel_id, w, M);
+        int kept = select_heuristic(idx, ops, st->sel_d, st->sel_id, w, l == 0 ? 2 * M : M);
         if (kept > 0) {
             cur = st->sel_id[0];
             cd = st->sel_d[0];
