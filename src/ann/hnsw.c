@@ -191,11 +191,21 @@ static int search_level(const struct ann_index *idx, const struct ann_dist_ops *
             cnt = lk[0];
             lk++;
         }
+        /* Two passes: first mark the unvisited neighbours and start loading their vectors
+         * (all loads in flight at once), then compute the distances. */
+        uint32_t todo[2 * 256];
+        uint32_t nt = 0;
         for (uint32_t j = 0; j < cnt; j++) {
             uint32_t nb = lk[j];
             if (st->visited[nb] == ep_mark) continue;
             st->visited[nb] = ep_mark;
-            if (j + 1 < cnt) __builtin_prefetch(idx->vecs + (size_t)lk[j + 1] * d);
+            const char *v = (const char *)(idx->vecs + (size_t)nb * d);
+            __builtin_prefetch(v);
+            __builtin_prefetch(v + 64);
+            todo[nt++] = nb;
+        }
+        for (uint32_t j = 0; j < nt; j++) {
+            uint32_t nb = todo[j];
             float nd = node_dist(idx, ops, q, nb);
             if (nd < ann_topk_worst(&st->res)) {
                 if (minheap_push(&st->cand, nd, nb) != 0) return ERR_NOMEM;
