@@ -5,7 +5,8 @@
 # Environment: ANN_ITEMS=file (trained item embeddings, GGUF or raw f32; else synthetic),
 # ANN_TENSOR=name, ANN_THREADS (2), ANN_OUT (results folder, default $BUILD/bench-ann-SET),
 # ANN_TIMEOUT seconds per side (default 1800 for 27k, 1200 for 3m), ANN_HNSW=0|1,
-# ANN_SIDES="ours faiss" (run one side again against the other's earlier results).
+# ANN_SIDES="ours faiss" (run one side again against the other's earlier results),
+# ANN_FAISS_RESUME=1 (keep faiss.tsv and run only the FAISS configurations it lacks).
 # Results: $ANN_OUT/{ours,faiss}.tsv, compare.md, and docs/img/ann_<set>.png.
 set -euo pipefail
 set_name="${1:-27k}"
@@ -29,6 +30,7 @@ if [[ " $sides " == *" ours "* ]] || [ ! -f "$out/data.bin" ]; then
 fi
 fargs=(--dir "$out" --set "$set_name" --threads "$threads")
 [ -n "${ANN_HNSW:-}" ] && fargs+=(--hnsw "$ANN_HNSW")
+[ -n "${ANN_FAISS_RESUME:-}" ] && fargs+=(--resume)
 if [[ " $sides " == *" faiss "* ]]; then
   echo "== FAISS: bench/peers/faiss_bench.py ${fargs[*]}"
   timeout "$to" nice $py bench/peers/faiss_bench.py "${fargs[@]}" || echo "FAISS side stopped (status $?)"

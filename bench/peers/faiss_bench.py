@@ -103,15 +103,25 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--hnsw", type=int, default=-1)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep DIR/faiss.tsv and run only the configurations it lacks")
     args = ap.parse_args()
     big = args.set == "3m"
     hnsw = (0 if big else 1) if args.hnsw < 0 else args.hnsw
     x, q, gt, k = load(f"{args.dir}/data.bin")
     n, d = x.shape
     ip = faiss.METRIC_INNER_PRODUCT
-    out = open(f"{args.dir}/faiss.tsv", "w")
-    out.write("sys\tset\tn\tdim\tconfig\tfamily\tnlist\tm\tparam\trecall\tlat_med_us\tlat_p99_us\t"
-              "qps\tbytes_per_vec\tbuild_s\n")
+    done = set()
+    if args.resume:
+        try:
+            with open(f"{args.dir}/faiss.tsv") as f:
+                done = {line.split("\t")[4] for line in f.read().splitlines()[1:] if line}
+        except OSError:
+            args.resume = False
+    out = open(f"{args.dir}/faiss.tsv", "a" if args.resume else "w")
+    if not args.resume:
+        out.write("sys\tset\tn\tdim\tconfig\tfamily\tnlist\tm\tparam\trecall\tlat_med_us\t"
+                  "lat_p99_us\tqps\tbytes_per_vec\tbuild_s\n")
     r = Run(args, x, q, gt, k, out)
     faiss.omp_set_num_threads(args.threads)
     sys.stderr.write(f"faiss_bench: faiss {faiss.__version__} ({faiss.get_compile_options()}), "
@@ -131,53 +141,15 @@ def main():
                 f"python_call_us\t{np.median(ts) * 1e6:.1f}\n")
     faiss.omp_set_num_threads(args.threads)
 
-    t = time.perf_counter()
-    flat = faiss.IndexFlatIP(d)
-    flat.add(x)
-    r.sweep(flat, "Flat", "flat", 0, 0, None, None, 4 * d, time.perf_counter() - t)
-    del flat
-
-    if not big:
-        faiss.omp_set_num_threads(args.threads)
+    if "Flat" not in done:
         t = time.perf_counter()
-        sq = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, ip)
-        sq.train(x)
-        sq.add(x)
-        r.sweep(sq, "SQ8", "flat_sq8", 0, 0, None, None, d + 8 * d / n, time.perf_counter() - t)
-        del sq
+        flat = faiss.IndexFlatIP(d)
+        flat.add(x)
+        r.sweep(flat, "Flat", "flat", 0, 0, None, None, 4 * d, time.perf_counter() - t)
+        del flat
 
-    def set_nprobe(index, p):
-        index.nprobe = p
-
-    nlists = [4096] if big else ([256] if args.quick else [256, 512, 1024])
-    for nlist in nlists:
-        faiss.omp_set_num_threads(args.threads)
-        quantizer = faiss.IndexFlatIP(d)
-        t = time.perf_counter()
-        ivsq = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
-        ivsq.cp.niter = 10
-        ivsq.cp.max_points_per_centroid = 64 if big else 256
-        ivsq.cp.seed = 1
-        ivsq.train(x)  # trains the shared coarse quantizer, then the SQ ranges
-        t_train = time.perf_counter() - t
-        ivsq.add(x)
-        build = time.perf_counter() - t
-        r.sweep(ivsq, f"IVF{nlist},SQ8", "ivf_sq8", nlist, 0, NPROBES, set_nprobe,
-                ivf_bpv(ivsq, n, d, 8 * d), build)
-        del ivsq
-        for m in (32, 64):
-            faiss.omp_set_num_threads(args.threads)
-            t = time.perf_counter()
-            # the quantizer is trained and holds nlist centroids: FAISS skips k-means
-            pq = faiss.IndexIVFPQ(quantizer, d, nlist, m, 8, ip)
-            pq.train(x)
-            pq.add(x)
-            build = time.perf_counter() - t + t_train
-            r.sweep(pq, f"IVF{nlist},PQ{m}", "ivf_pq", nlist, m, NPROBES, set_nprobe,
-                    ivf_bpv(pq, n, d, 256 * d * 4), build)
-            del pq
-
-    if hnsw:
+    if hnsw and "HNSW32" not in done:
+        # HNSW before the IVF sweep: FAISS's PQ training is the slow part of this run
         faiss.omp_set_num_threads(args.threads)
         t = time.perf_counter()
         h = faiss.IndexHNSWFlat(d, 32, ip)
@@ -191,6 +163,54 @@ def main():
             index.hnsw.efSearch = ef
 
         r.sweep(h, "HNSW32", "hnsw", 0, 32, EFS, set_ef, bpv, build)
+        del h
+
+    if not big and "SQ8" not in done:
+        faiss.omp_set_num_threads(args.threads)
+        t = time.perf_counter()
+        sq = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, ip)
+        sq.train(x)
+        sq.add(x)
+        r.sweep(sq, "SQ8", "flat_sq8", 0, 0, None, None, d + 8 * d / n, time.perf_counter() - t)
+        del sq
+
+    def set_nprobe(index, p):
+        index.nprobe = p
+
+    nlists = [4096] if big else ([256] if args.quick else [256, 512, 1024])
+    for nlist in nlists:
+        todo = [c for c in (f"IVF{nlist},SQ8", f"IVF{nlist},PQ32", f"IVF{nlist},PQ64") if c not in done]
+        if not todo:
+            continue
+        faiss.omp_set_num_threads(args.threads)
+        quantizer = faiss.IndexFlatIP(d)
+        t = time.perf_counter()
+        ivsq = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
+        ivsq.cp.niter = 10
+        ivsq.cp.max_points_per_centroid = 64 if big else 256
+        ivsq.cp.seed = 1
+        ivsq.train(x)  # trains the shared coarse quantizer, then the SQ ranges
+        t_train = time.perf_counter() - t
+        ivsq.add(x)
+        build = time.perf_counter() - t
+        if f"IVF{nlist},SQ8" in todo:
+            r.sweep(ivsq, f"IVF{nlist},SQ8", "ivf_sq8", nlist, 0, NPROBES, set_nprobe,
+                    ivf_bpv(ivsq, n, d, 8 * d), build)
+        del ivsq
+        for m in (32, 64):
+            if f"IVF{nlist},PQ{m}" not in todo:
+                continue
+            faiss.omp_set_num_threads(args.threads)
+            t = time.perf_counter()
+            # the quantizer is trained and holds nlist centroids: FAISS skips k-means
+            pq = faiss.IndexIVFPQ(quantizer, d, nlist, m, 8, ip)
+            pq.train(x)
+            pq.add(x)
+            build = time.perf_counter() - t + t_train
+            r.sweep(pq, f"IVF{nlist},PQ{m}", "ivf_pq", nlist, m, NPROBES, set_nprobe,
+                    ivf_bpv(pq, n, d, 256 * d * 4), build)
+            del pq
+
     out.close()
 
 
