@@ -147,7 +147,7 @@ double ann_bytes_per_vector(const struct ann_index *idx)
                  (idx->pq_cb ? 4.0 * ANN_PQ_K * d : 0);
         break;
     case ANN_KIND_HNSW:
-        per = 4 * d + 4.0 * (1 + 2 * idx->cfg.hnsw_m) + 1 + 8;
+        per = 4 * d + 4.0 * (1 + 2 * idx->cfg.hnsw_m) + 1 + 4;
         shared = 4.0 * (double)idx->upper_len;
         break;
     default: break;
@@ -406,7 +406,7 @@ int ann_index_own(struct ann_index *idx)
                      (void **)&c.links0,    (void **)&c.upper_off,  (void **)&c.upper};
     size_t sizes[] = {n * d * 4, d * 4, d * 4, n * d, L * d * 4, (L + 1) * 8, n * 4,
                       n * idx->code_size, n * 4, (size_t)idx->pq_m * ANN_PQ_K * idx->pq_dsub * 4,
-                      n, n * (1 + 2 * (size_t)idx->cfg.hnsw_m) * 4, n * 8, idx->upper_len * 4};
+                      n, n * (1 + 2 * (size_t)idx->cfg.hnsw_m) * 4, n * 4, idx->upper_len * 4};
     size_t na = sizeof sizes / sizeof sizes[0];
     for (size_t i = 0; i < na; i++) {
         if (dup_arr(arrs[i], sizes[i]) != 0) {

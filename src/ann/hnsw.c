@@ -507,7 +507,7 @@ int ann_hnsw_add(struct ann_index *idx, const float *x, size_t n, struct pool *p
     uint8_t *lv = realloc(idx->levels, total);
     if (!lv) return err_set(err, ERR_NOMEM, "hnsw: out of memory");
     idx->levels = lv;
-    uint64_t *uo = realloc(idx->upper_off, total * sizeof *uo);
+    uint32_t *uo = realloc(idx->upper_off, total * sizeof *uo);
     if (!uo) return err_set(err, ERR_NOMEM, "hnsw: out of memory");
     idx->upper_off = uo;
     uint32_t *ln = realloc(idx->links0, total * l0 * sizeof *ln);
@@ -517,7 +517,9 @@ int ann_hnsw_add(struct ann_index *idx, const float *x, size_t n, struct pool *p
     size_t ulen = idx->upper_len;
     for (size_t i = old; i < total; i++) {
         lv[i] = draw_level(idx->cfg.seed, i, M);
-        uo[i] = ulen;
+        if (ulen + lv[i] * lu > UINT32_MAX)
+            return err_set(err, ERR_NOMEM, "hnsw: upper levels exceed 2^32 links");
+        uo[i] = (uint32_t)ulen;
         ulen += lv[i] * lu;
     }
     uint32_t *up = realloc(idx->upper, (ulen ? ulen : 1) * sizeof *up);

@@ -52,7 +52,7 @@ struct ann_index {
     uint32_t entry;
     uint8_t *levels;
     uint32_t *links0;
-    uint64_t *upper_off;
+    uint32_t *upper_off;   /* 32-bit: the upper lists hold < 2^32 entries (checked) */
     uint32_t *upper;
     size_t upper_len;
 };
