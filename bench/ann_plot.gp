@@ -6,7 +6,7 @@ if (!exists("dir")) dir = "."
 if (!exists("set")) set = "27k"
 if (!exists("out")) out = "ann.png"
 f(sys, cfg) = sprintf("%s/plot/%s_%s.dat", dir, sys, cfg)
-set terminal pngcairo size 1400,1000 font "sans,11"
+set terminal pngcairo size 1400,1000 font "sans,11" noenhanced
 set output out
 set logscale y
 set grid
