@@ -442,7 +442,7 @@ int main(int argc, char **argv)
         /* One coarse quantizer per nlist, shared by the code types (FAISS does the same with a
          * trained quantizer); its k-means time is added to each build time. */
         float *cent = malloc(sizeof(float) * (size_t)nlist * dim);
-        struct ann_kmeans_cfg kc = {10, 0, big ? 64 : 256, seed};
+        struct ann_kmeans_cfg kc = {10, 0, big ? 64 : 256, seed, 1};
         double tk = now_s();
         if (ann_kmeans(x, n, dim, nlist, &kc, cent, pool, &e) != 0) {
             fprintf(stderr, "bench_ann: k-means: %s\n", e.msg);

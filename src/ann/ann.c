@@ -147,7 +147,7 @@ double ann_bytes_per_vector(const struct ann_index *idx)
                  (idx->pq_cb ? 4.0 * ANN_PQ_K * d : 0);
         break;
     case ANN_KIND_HNSW:
-        per = 4 * d + 4.0 * (1 + 2 * idx->cfg.hnsw_m) + 1 + 8;
+        per = 4 * d + 4.0 * (1 + 2 * idx->cfg.hnsw_m) + 1 + 4;
         shared = 4.0 * (double)idx->upper_len;
         break;
     default: break;
@@ -333,7 +333,16 @@ int ann_search_batch(const struct ann_index *idx, const float *q, size_t nq,
     if (!idx || !o || (n_opts != 1 && n_opts != nq) || (nq && (!q || !out || !counts)))
         return ERR_INVALID;
     for (size_t i = 0; i < n_opts; i++)
-        if (o[i].k != o[0].k) return ERR_INVALID;
+        if (o[i].k != o[0].k || o[i].k < 1 || o[i].k > (1 << 24) ||
+            (o[i].n_exclude && !o[i].exclude))
+            return ERR_INVALID;
+    if (nq == 0) return 0;
+    if (idx->n == 0) {
+        memset(counts, 0, nq * sizeof *counts);
+        return 0;
+    }
+    if (idx->cfg.kind == ANN_KIND_FLAT && nq >= 4)
+        return ann_flat_search_batch(idx, q, nq, o, n_opts, out, counts, pool);
     int nt = pool ? pool_threads(pool) : 1;
     struct ann_scratch **scr = calloc((size_t)nt, sizeof *scr);
     if (!scr) return ERR_NOMEM;
@@ -397,7 +406,7 @@ int ann_index_own(struct ann_index *idx)
                      (void **)&c.links0,    (void **)&c.upper_off,  (void **)&c.upper};
     size_t sizes[] = {n * d * 4, d * 4, d * 4, n * d, L * d * 4, (L + 1) * 8, n * 4,
                       n * idx->code_size, n * 4, (size_t)idx->pq_m * ANN_PQ_K * idx->pq_dsub * 4,
-                      n, n * (1 + 2 * (size_t)idx->cfg.hnsw_m) * 4, n * 8, idx->upper_len * 4};
+                      n, n * (1 + 2 * (size_t)idx->cfg.hnsw_m) * 4, n * 4, idx->upper_len * 4};
     size_t na = sizeof sizes / sizeof sizes[0];
     for (size_t i = 0; i < na; i++) {
         if (dup_arr(arrs[i], sizes[i]) != 0) {

@@ -191,11 +191,21 @@ static int search_level(const struct ann_index *idx, const struct ann_dist_ops *
             cnt = lk[0];
             lk++;
         }
+        /* Two passes: first mark the unvisited neighbours and start loading their vectors
+         * (all loads in flight at once), then compute the distances. */
+        uint32_t todo[2 * 256];
+        uint32_t nt = 0;
         for (uint32_t j = 0; j < cnt; j++) {
             uint32_t nb = lk[j];
             if (st->visited[nb] == ep_mark) continue;
             st->visited[nb] = ep_mark;
-            if (j + 1 < cnt) __builtin_prefetch(idx->vecs + (size_t)lk[j + 1] * d);
+            const char *v = (const char *)(idx->vecs + (size_t)nb * d);
+            __builtin_prefetch(v);
+            __builtin_prefetch(v + 64);
+            todo[nt++] = nb;
+        }
+        for (uint32_t j = 0; j < nt; j++) {
+            uint32_t nb = todo[j];
             float nd = node_dist(idx, ops, q, nb);
             if (nd < ann_topk_worst(&st->res)) {
                 if (minheap_push(&st->cand, nd, nb) != 0) return ERR_NOMEM;
@@ -436,7 +446,7 @@ static int insert_node(struct build_ctx *b, struct hstate *st, uint32_t node)
                 st->sel_id[w] = st->sel_id[j];
                 w++;
             }
-        int kept = select_heuristic(idx, ops, st->sel_d, st->sel_id, w, M);
+        int kept = select_heuristic(idx, ops, st->sel_d, st->sel_id, w, l == 0 ? 2 * M : M);
         if (kept > 0) {
             cur = st->sel_id[0];
             cd = st->sel_d[0];
@@ -497,7 +507,7 @@ int ann_hnsw_add(struct ann_index *idx, const float *x, size_t n, struct pool *p
     uint8_t *lv = realloc(idx->levels, total);
     if (!lv) return err_set(err, ERR_NOMEM, "hnsw: out of memory");
     idx->levels = lv;
-    uint64_t *uo = realloc(idx->upper_off, total * sizeof *uo);
+    uint32_t *uo = realloc(idx->upper_off, total * sizeof *uo);
     if (!uo) return err_set(err, ERR_NOMEM, "hnsw: out of memory");
     idx->upper_off = uo;
     uint32_t *ln = realloc(idx->links0, total * l0 * sizeof *ln);
@@ -507,7 +517,9 @@ int ann_hnsw_add(struct ann_index *idx, const float *x, size_t n, struct pool *p
     size_t ulen = idx->upper_len;
     for (size_t i = old; i < total; i++) {
         lv[i] = draw_level(idx->cfg.seed, i, M);
-        uo[i] = ulen;
+        if (ulen + lv[i] * lu > UINT32_MAX)
+            return err_set(err, ERR_NOMEM, "hnsw: upper levels exceed 2^32 links");
+        uo[i] = (uint32_t)ulen;
         ulen += lv[i] * lu;
     }
     uint32_t *up = realloc(idx->upper, (ulen ? ulen : 1) * sizeof *up);

@@ -52,7 +52,7 @@ struct ann_index {
     uint32_t entry;
     uint8_t *levels;
     uint32_t *links0;
-    uint64_t *upper_off;
+    uint32_t *upper_off;   /* 32-bit: the upper lists hold < 2^32 entries (checked) */
     uint32_t *upper;
     size_t upper_len;
 };
@@ -179,6 +179,11 @@ int ann_flat_add(struct ann_index *idx, const float *x, size_t n, struct pool *p
                  struct err *err);
 int ann_flat_search(const struct ann_index *idx, const float *q, const struct ann_search_opts *o,
                     struct ann_scratch *s);
+
+/** Exact batched search (blocked over queries); same results as ann_flat_search per query. */
+int ann_flat_search_batch(const struct ann_index *idx, const float *q, size_t nq,
+                          const struct ann_search_opts *o, size_t n_opts, struct ann_hit *out,
+                          int *counts, struct pool *pool);
 
 int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *pool,
                   struct err *err);

@@ -107,7 +107,7 @@ int ann_save(const struct ann_index *idx, const char *path, struct err *err)
         if (!rc) rc = add_t(w, "hnsw.levels", GGML_TYPE_I8, n, 1, idx->levels, err);
         if (!rc)
             rc = add_t(w, "hnsw.links0", GGML_TYPE_I32, 1 + 2 * (uint64_t)c->hnsw_m, n, idx->links0, err);
-        if (!rc) rc = add_t(w, "hnsw.upper_offsets", GGML_TYPE_I64, n, 1, idx->upper_off, err);
+        if (!rc) rc = add_t(w, "hnsw.upper_offsets", GGML_TYPE_I32, n, 1, idx->upper_off, err);
         if (!rc) rc = add_t(w, "hnsw.upper", GGML_TYPE_I32, idx->upper_len, 1, idx->upper, err);
         break;
     default: rc = err_set(err, ERR_INVALID, "saving index: bad kind"); break;
@@ -218,7 +218,7 @@ static int check_hnsw(struct ann_index *idx, struct err *err)
                            idx->levels[i], idx->max_level);
         if (idx->upper_off[i] != off)
             return err_set(err, ERR_INVALID,
-                           "hnsw.upper_offsets[%zu] = %" PRIu64 ", expected %" PRIu64, i,
+                           "hnsw.upper_offsets[%zu] = %" PRIu32 ", expected %" PRIu64, i,
                            idx->upper_off[i], off);
         off += idx->levels[i] * lu;
     }
@@ -387,7 +387,7 @@ static struct ann_index *load_from(struct gguf_file *f, struct err *err)
         if (!(idx->vecs = (float *)get_t(f, "vectors", GGML_TYPE_F32, d, n, 1, 4, err)) ||
             !(idx->levels = (uint8_t *)get_t(f, "hnsw.levels", GGML_TYPE_I8, n, 1, 1, 1, err)) ||
             !(idx->links0 = (uint32_t *)get_t(f, "hnsw.links0", GGML_TYPE_I32, 1 + 2 * (uint64_t)M, n, 1, 4, err)) ||
-            !(idx->upper_off = (uint64_t *)get_t(f, "hnsw.upper_offsets", GGML_TYPE_I64, n, 1, 1, 8, err)) ||
+            !(idx->upper_off = (uint32_t *)get_t(f, "hnsw.upper_offsets", GGML_TYPE_I32, n, 1, 1, 4, err)) ||
             !(idx->upper = (uint32_t *)get_t(f, "hnsw.upper", GGML_TYPE_I32, idx->upper_len, 1, 1, 4, err)))
             goto fail;
         if ((rc = check_hnsw(idx, err))) goto fail;

@@ -227,7 +227,7 @@ static void init_plusplus(const float *x, size_t n, int dim, int k, struct ann_r
 /* One Lloyd run on the sample xs (ns, dim). Sums are in double so the update does not
  * depend on summation order beyond what doubles absorb; it is single-threaded and ordered,
  * so results are identical for any thread count. */
-static int lloyd(const float *xs, size_t ns, int dim, int k, int iters, int plusplus,
+static int lloyd(const float *xs, size_t ns, int dim, int k, int iters, int plusplus, int ip,
                  struct ann_rng *r, float *cent, struct pool *pool, struct err *err)
 {
     const struct ann_dist_ops *ops = ann_dist_get();
@@ -261,7 +261,7 @@ static int lloyd(const float *xs, size_t ns, int dim, int k, int iters, int plus
     for (int it = 0; it < iters; it++) {
         for (int c = 0; c < k; c++)
             cnorm[c] = ops->dot(cent + (size_t)c * dim, cent + (size_t)c * dim, dim);
-        if (ann_assign(xs, ns, dim, cent, cnorm, k, 0, assign, NULL, pool) != 0) goto out;
+        if (ann_assign(xs, ns, dim, cent, cnorm, k, ip, assign, NULL, pool) != 0) goto out;
         memset(sums, 0, (size_t)k * dim * sizeof *sums);
         memset(counts, 0, (size_t)k * sizeof *counts);
         for (size_t i = 0; i < ns; i++) {
@@ -343,7 +343,8 @@ int ann_kmeans(const float *x, size_t n, int dim, int k, const struct ann_kmeans
         xs = sample;
         ns = (size_t)got;
     }
-    int rc = lloyd(xs, ns, dim, k, iters, cfg ? cfg->plusplus : 0, &r, centroids, pool, err);
+    int rc = lloyd(xs, ns, dim, k, iters, cfg ? cfg->plusplus : 0, cfg ? cfg->ip : 0, &r,
+                   centroids, pool, err);
     free(sample);
     return rc;
 }

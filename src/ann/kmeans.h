@@ -15,6 +15,8 @@ struct ann_kmeans_cfg {
     int plusplus;          /* 1: k-means++ seeding (O(n k d)); 0: k distinct random points */
     int max_per_centroid;  /* train on at most this * k sampled points (256 if 0) */
     uint64_t seed;
+    int ip;                /* 1: assign points to the centroid of largest inner product (the
+                              clustering FAISS does for an inner-product IVF); 0: nearest (L2) */
 };
 
 /** Clusters x (n, dim) into k centroids (k, dim), written to `centroids`. Needs n >= k.
