@@ -93,6 +93,20 @@ kz_tile_q80(const uint8_t *W, size_t wstride, const struct KX(act8) *a, float *Y
         for (int j = 0; j < NC; j++) Y[(size_t)(c + j) * ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
+/* Unpacks a Q4_K block's 12 scale bytes into 8 scales (bytes 0..7) and 8 mins (8..15) with
+ * 32-bit word operations (same result as kern_q4k_scale for j = 0..7). */
+static inline __attribute__((always_inline)) void kz_q4k_unpack(const uint8_t *q, uint32_t u[4])
+{
+    uint32_t w0, w1, w2;
+    memcpy(&w0, q, 4);
+    memcpy(&w1, q + 4, 4);
+    memcpy(&w2, q + 8, 4);
+    u[0] = w0 & 0x3f3f3f3fu;                                         /* scales 0-3 */
+    u[1] = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);    /* scales 4-7 */
+    u[2] = w1 & 0x3f3f3f3fu;                                         /* mins 0-3 */
+    u[3] = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4); /* mins 4-7 */
+}
+
 static inline __attribute__((always_inline)) void
 kz_tile_q4k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y, int ldy, int r,
             int c, int nk, const int NR, const int NC)
@@ -102,16 +116,28 @@ kz_tile_q4k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y
     for (int i = 0; i < NR; i++)
         KZ_UNROLL
         for (int j = 0; j < NC; j++) acc[i][j] = _mm512_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    /* permutexvar indices spreading scale 2g over the low 256 bits and 2g+1 over the high */
+    const __m512i sidx[4] = {
+        _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1),
+        _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1),
+        _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(5), 1),
+        _mm512_inserti64x4(_mm512_set1_epi16(6), _mm256_set1_epi16(7), 1),
+    };
     for (int b = 0; b < nk; b++) {
         const struct blk_q4_k *blk[4];
-        uint8_t sc[4][8], mn[4][8];
+        __m512i sc16[4];
+        __m128i mins[4];
         __m512i isum[4][4];
         KZ_UNROLL
         for (int i = 0; i < NR; i++) {
             blk[i] = (const struct blk_q4_k *)(W + (size_t)(r + i) * wstride) + b;
-            KZ_UNROLL
-            for (int s = 0; s < 8; s++) kern_q4k_scale(s, blk[i]->scales, &sc[i][s], &mn[i][s]);
+            uint32_t u[4];
+            kz_q4k_unpack(blk[i]->scales, u);
+            __m128i su = _mm_loadu_si128((const __m128i *)u);
+            sc16[i] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(su));
+            mins[i] = _mm_cvtepu8_epi16(_mm_srli_si128(su, 8));
             KZ_UNROLL
             for (int j = 0; j < NC; j++) isum[i][j] = _mm512_setzero_si512();
         }
@@ -120,30 +146,26 @@ kz_tile_q4k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y
             __m512i q[4], scv[4];
             KZ_UNROLL
             for (int i = 0; i < NR; i++) {
-                __m256i raw = _mm256_loadu_si256((const __m256i *)(blk[i]->qs + 32 * g));
-                q[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(raw, m4)),
-                                          _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), 1);
-                scv[i] = _mm512_inserti64x4(_mm512_set1_epi16(sc[i][2 * g]),
-                                            _mm256_set1_epi16(sc[i][2 * g + 1]), 1);
+                __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk[i]->qs + 32 * g)));
+                q[i] = _mm512_and_si512(_mm512_srlv_epi16(raw, shv), m4); /* [low | high nibbles] */
+                scv[i] = _mm512_permutexvar_epi16(sidx[g], sc16[i]);
             }
             KZ_UNROLL
             for (int j = 0; j < NC; j++) {
                 __m512i y = _mm512_loadu_si512((const void *)(a[j].qs + 256 * b + 64 * g));
                 KZ_UNROLL
                 for (int i = 0; i < NR; i++)
-                    isum[i][j] = _mm512_add_epi32(
-                        isum[i][j], _mm512_madd_epi16(_mm512_maddubs_epi16(q[i], y), scv[i]));
+                    isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(q[i], y), scv[i]);
             }
         }
         KZ_UNROLL
         for (int i = 0; i < NR; i++) {
-            __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn[i]));
             float d = _cvtsh_ss(blk[i]->d), dmin = _cvtsh_ss(blk[i]->dmin);
             KZ_UNROLL
             for (int j = 0; j < NC; j++) {
                 float dy = a[j].d[b];
                 __m128i bs = _mm_loadu_si128((const __m128i *)(a[j].bsum32 + 8 * b));
-                __m512 msum = _mm512_zextps128_ps512(_mm_cvtepi32_ps(_mm_madd_epi16(mins, bs)));
+                __m512 msum = _mm512_zextps128_ps512(_mm_cvtepi32_ps(_mm_madd_epi16(mins[i], bs)));
                 acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][j]), _mm512_set1_ps(d * dy), acc[i][j]);
                 acc[i][j] = _mm512_fnmadd_ps(msum, _mm512_set1_ps(dmin * dy), acc[i][j]);
             }
@@ -213,8 +235,7 @@ kz_tile_q6k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y
                     __m512i y = _mm512_loadu_si512((const void *)(a[j].qs + 256 * b + 128 * h + 64 * p));
                     KZ_UNROLL
                     for (int i = 0; i < NR; i++)
-                        isum[i][j] = _mm512_add_epi32(
-                            isum[i][j], _mm512_madd_epi16(_mm512_maddubs_epi16(q[i], y), scv[i]));
+                        isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(q[i], y), scv[i]);
                 }
             }
         KZ_UNROLL
