@@ -20,6 +20,7 @@
 
 #include "base/pool.h"
 #include "engine/kernels.h"
+#include "engine/kernels_impl.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 
@@ -309,6 +310,26 @@ static void test_block_layouts(void **state)
     assert_true(y[0] == 0.0f);
 }
 
+/* The word-wise Q4_K scale unpack used by the SIMD kernels equals the byte-wise reference. */
+static void test_q4k_unpack(void **state)
+{
+    (void)state;
+    rng_seed(9);
+    for (int it = 0; it < 2000; it++) {
+        uint8_t q[12];
+        for (int i = 0; i < 12; i++) q[i] = (uint8_t)rng_u32();
+        uint32_t u[4];
+        kern_q4k_unpack(q, u);
+        const uint8_t *b = (const uint8_t *)u;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            kern_q4k_scale(j, q, &sc, &m);
+            assert_int_equal(b[j], sc);
+            assert_int_equal(b[8 + j], m);
+        }
+    }
+}
+
 static void test_scalar_vs_f32(void **state)
 {
     (void)state;
@@ -447,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_f16_conversion),
         cmocka_unit_test(test_bf16_conversion),
         cmocka_unit_test(test_block_layouts),
+        cmocka_unit_test(test_q4k_unpack),
         cmocka_unit_test(test_quantize_roundtrip),
         cmocka_unit_test(test_scalar_vs_f32),
         cmocka_unit_test(test_isa_vs_scalar),

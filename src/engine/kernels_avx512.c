@@ -93,20 +93,6 @@ kz_tile_q80(const uint8_t *W, size_t wstride, const struct KX(act8) *a, float *Y
         for (int j = 0; j < NC; j++) Y[(size_t)(c + j) * ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* Unpacks a Q4_K block's 12 scale bytes into 8 scales (bytes 0..7) and 8 mins (8..15) with
- * 32-bit word operations (same result as kern_q4k_scale for j = 0..7). */
-static inline __attribute__((always_inline)) void kz_q4k_unpack(const uint8_t *q, uint32_t u[4])
-{
-    uint32_t w0, w1, w2;
-    memcpy(&w0, q, 4);
-    memcpy(&w1, q + 4, 4);
-    memcpy(&w2, q + 8, 4);
-    u[0] = w0 & 0x3f3f3f3fu;                                         /* scales 0-3 */
-    u[1] = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);    /* scales 4-7 */
-    u[2] = w1 & 0x3f3f3f3fu;                                         /* mins 0-3 */
-    u[3] = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4); /* mins 4-7 */
-}
-
 static inline __attribute__((always_inline)) void
 kz_tile_q4k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y, int ldy, int r,
             int c, int nk, const int NR, const int NC)
@@ -134,7 +120,7 @@ kz_tile_q4k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y
         for (int i = 0; i < NR; i++) {
             blk[i] = (const struct blk_q4_k *)(W + (size_t)(r + i) * wstride) + b;
             uint32_t u[4];
-            kz_q4k_unpack(blk[i]->scales, u);
+            kern_q4k_unpack(blk[i]->scales, u);
             __m128i su = _mm_loadu_si128((const __m128i *)u);
             sc16[i] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(su));
             mins[i] = _mm_cvtepu8_epi16(_mm_srli_si128(su, 8));

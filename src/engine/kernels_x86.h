@@ -207,13 +207,12 @@ KX_AI void KX(tile_q4k)(const uint8_t *W, size_t wstride, const struct KX(actk) 
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int b = 0; b < nk; b++) {
         const struct blk_q4_k *blk[4];
-        uint8_t sc[4][8], mn[4][8];
+        uint32_t u[4][4]; /* per row: 8 scales then 8 mins, one byte each */
         __m256i isum[4][4];
         KX_UNROLL
         for (int i = 0; i < NR; i++) {
             blk[i] = (const struct blk_q4_k *)(W + (size_t)(r + i) * wstride) + b;
-            KX_UNROLL
-            for (int s = 0; s < 8; s++) kern_q4k_scale(s, blk[i]->scales, &sc[i][s], &mn[i][s]);
+            kern_q4k_unpack(blk[i]->scales, u[i]);
             KX_UNROLL
             for (int j = 0; j < NC; j++) isum[i][j] = _mm256_setzero_si256();
         }
@@ -225,7 +224,7 @@ KX_AI void KX(tile_q4k)(const uint8_t *W, size_t wstride, const struct KX(actk) 
                 __m256i raw = _mm256_loadu_si256((const __m256i *)(blk[i]->qs + 32 * (s / 2)));
                 q[i] = (s & 1) ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4)
                                : _mm256_and_si256(raw, m4);
-                scv[i] = _mm256_set1_epi16(sc[i][s]);
+                scv[i] = _mm256_set1_epi16(((const uint8_t *)u[i])[s]);
             }
             KX_UNROLL
             for (int j = 0; j < NC; j++) {
@@ -238,7 +237,7 @@ KX_AI void KX(tile_q4k)(const uint8_t *W, size_t wstride, const struct KX(actk) 
         }
         KX_UNROLL
         for (int i = 0; i < NR; i++) {
-            __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn[i]));
+            __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)&u[i][2]));
             float d = KX(h2f)(blk[i]->d), dmin = KX(h2f)(blk[i]->dmin);
             KX_UNROLL
             for (int j = 0; j < NC; j++) {
