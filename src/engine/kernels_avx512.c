@@ -1,8 +1,6 @@
 /* AVX-512 (F, BW, VL, VNNI) kernels: the bodies of kernels_x86.h built with vpdpbusd for the
  * u8 x s8 dots and the 32 vector registers AVX-512 gives (larger register tiles). See
  * kernels_avx2.c for how the target is selected. */
-#include <stdlib.h>
-
 #include "engine/kernels_impl.h"
 
 #if defined(__x86_64__)
@@ -11,6 +9,7 @@
 
 #define KX(name) name##_avx512
 #define KX_VNNI 1
+#define KX_FLOAT_ONLY 1
 #define KX_NR_F 4
 #define KX_NC_F 4
 #define KX_NR_Q8 4
@@ -331,12 +330,10 @@ KZ_ROWS_K(kz_rows_q6_k, kz_tile_q6k)
 void kern_ops_avx512(struct kern_ops *o)
 {
     KX(fill_ops)(o);
-    if (!getenv("NR_KERN_Z256")) { /* debugging switch: keep the 256-bit bodies */
-        o->rows[GGML_TYPE_Q8_0] = kz_rows_q8_0;
-        o->rows[GGML_TYPE_Q4_0] = kz_rows_q4_0;
-        o->rows[GGML_TYPE_Q4_K] = kz_rows_q4_k;
-        o->rows[GGML_TYPE_Q6_K] = kz_rows_q6_k;
-    }
+    o->rows[GGML_TYPE_Q8_0] = kz_rows_q8_0;
+    o->rows[GGML_TYPE_Q4_0] = kz_rows_q4_0;
+    o->rows[GGML_TYPE_Q4_K] = kz_rows_q4_k;
+    o->rows[GGML_TYPE_Q6_K] = kz_rows_q6_k;
 }
 
 #pragma GCC pop_options
