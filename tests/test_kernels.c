@@ -330,6 +330,45 @@ static void test_q4k_unpack(void **state)
     }
 }
 
+/* Each ISA's activation quantizer writes exactly the scalar one's bytes (the kernels rely on
+ * every ISA seeing the same int8 activations). Includes an all-zero block and a block where
+ * +a and -a tie for the largest magnitude (the first one wins). */
+static void test_act_quantize_isa(void **state)
+{
+    (void)state;
+    kern_init();
+    enum kern_isa best = kern_force_isa(KERN_ISA_AVX512);
+    const int cols = 1024;
+    float *x = malloc(sizeof(float) * cols);
+    assert_non_null(x);
+    rng_seed(11);
+    for (int i = 0; i < cols; i++) x[i] = rng_gauss(1.0f);
+    for (int i = 256; i < 512; i++) x[i] = 0;
+    x[600] = -9.0f;
+    x[700] = 9.0f;
+    x[40] = 0.0f;
+    for (int a = KERN_ACT_Q8_0; a <= KERN_ACT_Q8_K; a++) {
+        size_t st = kern_act_stride((enum kern_act)a, cols);
+        uint8_t *ref = calloc(1, st), *got = calloc(1, st);
+        assert_non_null(ref);
+        assert_non_null(got);
+        kern_act_quantize((enum kern_act)a, x, ref, cols);
+        for (int isa = KERN_ISA_AVX2; isa <= (int)best; isa++) {
+            struct kern_ops o;
+            if (isa == KERN_ISA_AVX2) kern_ops_avx2(&o);
+            else kern_ops_avx512(&o);
+            if (!o.act_quantize) continue;
+            memset(got, 0, st);
+            o.act_quantize((enum kern_act)a, x, got, cols);
+            assert_memory_equal(ref, got, st);
+        }
+        free(ref);
+        free(got);
+    }
+    free(x);
+    kern_force_isa(best);
+}
+
 static void test_scalar_vs_f32(void **state)
 {
     (void)state;
@@ -470,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_block_layouts),
         cmocka_unit_test(test_q4k_unpack),
         cmocka_unit_test(test_quantize_roundtrip),
+        cmocka_unit_test(test_act_quantize_isa),
         cmocka_unit_test(test_scalar_vs_f32),
         cmocka_unit_test(test_isa_vs_scalar),
         cmocka_unit_test(test_threads_odd_rows),

@@ -327,6 +327,80 @@ KZ_ROWS_K(kz_rows_q4_k, kz_tile_q4k)
 KZ_ROWS_K(kz_rows_q6_k, kz_tile_q6k)
 #undef TILEFN
 
+/* ---- activation quantization: the same bytes as kern_act_quantize (same products, same
+ * round-half-even conversion), 16 values per instruction. */
+
+static void kz_act_q8_0(const float *x, void *out, int cols)
+{
+    struct kern_arow r = kern_arow_at(KERN_ACT_Q8_0, out, cols);
+    int8_t *qs = (int8_t *)r.qs;
+    float *d = (float *)r.d, *dx = (float *)r.dx;
+    int32_t *sum = (int32_t *)r.sum, *nsx = (int32_t *)r.nsx;
+    for (int i = 0; i < cols / 32; i++) {
+        __m512 a = _mm512_loadu_ps(x + 32 * i), b = _mm512_loadu_ps(x + 32 * i + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+        float dd = amax / 127.0f, id = dd != 0 ? 1.0f / dd : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid));
+        __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
+        _mm_storeu_si128((__m128i *)(qs + 32 * i), _mm512_cvtsepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(qs + 32 * i + 16), _mm512_cvtsepi32_epi8(qb));
+        int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+        d[i] = dd;
+        sum[i] = s;
+        _mm256_storeu_ps(dx + 8 * i, _mm256_set1_ps(dd));
+        _mm256_storeu_si256((__m256i *)(nsx + 8 * i), _mm256_set1_epi32(-s));
+    }
+}
+
+static void kz_act_q8_k(const float *x, void *out, int cols)
+{
+    struct kern_arow r = kern_arow_at(KERN_ACT_Q8_K, out, cols);
+    int8_t *qs = (int8_t *)r.qs;
+    float *d = (float *)r.d;
+    int16_t *bsum = (int16_t *)r.bsum, *bsum32 = (int16_t *)r.bsum32;
+    for (int i = 0; i < cols / 256; i++) {
+        const float *xb = x + 256 * i;
+        __m512 am = _mm512_setzero_ps();
+        for (int k = 0; k < 16; k++) am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_loadu_ps(xb + 16 * k)));
+        float amax = _mm512_reduce_max_ps(am);
+        if (amax == 0) {
+            d[i] = 0;
+            memset(qs + 256 * i, 0, 256);
+            memset(bsum + 16 * i, 0, 32);
+            memset(bsum32 + 8 * i, 0, 16);
+            continue;
+        }
+        float max = 0; /* the first value of largest magnitude, as the scalar loop picks */
+        for (int k = 0; k < 16; k++) {
+            __mmask16 m = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(xb + 16 * k)),
+                                             _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (m) {
+                max = xb[16 * k + __builtin_ctz(m)];
+                break;
+            }
+        }
+        float iscale = -128.0f / max;
+        __m512 vis = _mm512_set1_ps(iscale);
+        const __m512i lim = _mm512_set1_epi32(127);
+        for (int k = 0; k < 16; k++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * k), vis));
+            q = _mm512_min_epi32(q, lim);
+            _mm_storeu_si128((__m128i *)(qs + 256 * i + 16 * k), _mm512_cvtsepi32_epi8(q));
+            bsum[16 * i + k] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        for (int k = 0; k < 8; k++)
+            bsum32[8 * i + k] = (int16_t)(bsum[16 * i + 2 * k] + bsum[16 * i + 2 * k + 1]);
+        d[i] = 1.0f / iscale;
+    }
+}
+
+static void kz_act_quantize(enum kern_act a, const float *x, void *out, int cols)
+{
+    if (a == KERN_ACT_Q8_0) kz_act_q8_0(x, out, cols);
+    else if (a == KERN_ACT_Q8_K) kz_act_q8_k(x, out, cols);
+}
+
 void kern_ops_avx512(struct kern_ops *o)
 {
     KX(fill_ops)(o);
@@ -334,6 +408,7 @@ void kern_ops_avx512(struct kern_ops *o)
     o->rows[GGML_TYPE_Q4_0] = kz_rows_q4_0;
     o->rows[GGML_TYPE_Q4_K] = kz_rows_q4_k;
     o->rows[GGML_TYPE_Q6_K] = kz_rows_q6_k;
+    o->act_quantize = kz_act_quantize;
 }
 
 #pragma GCC pop_options
