@@ -22,6 +22,13 @@
  * super-block, per vector. Same arithmetic (and scalar references) as the 256-bit bodies. */
 
 #define KZ_UNROLL _Pragma("GCC unroll 8")
+/* Matvec (n = 1) row tile and software prefetch distance in blocks (0 = off). */
+#ifndef KZ_NR_MV
+#define KZ_NR_MV 8
+#endif
+#ifndef KZ_PREFETCH
+#define KZ_PREFETCH 16
+#endif
 
 static inline __attribute__((always_inline)) __m512 kz_pair_ps(float a, float b)
 {
@@ -32,7 +39,7 @@ static inline __attribute__((always_inline)) void
 kz_tile_q80(const uint8_t *W, size_t wstride, const struct KX(act8) *a, float *Y, int ldy, int r,
             int c, int nb, const int is_q4, const int NR, const int NC)
 {
-    __m512 acc[4][4];
+    __m512 acc[8][4];
     KZ_UNROLL
     for (int i = 0; i < NR; i++)
         KZ_UNROLL
@@ -41,11 +48,14 @@ kz_tile_q80(const uint8_t *W, size_t wstride, const struct KX(act8) *a, float *Y
     const __m512i x80 = _mm512_set1_epi8((char)0x80);
     for (int b = 0; b < nb; b += 2) {
         const int two = b + 1 < nb;
-        __m512i q[4];
-        __m512 dw[4];
+        __m512i q[8];
+        __m512 dw[8];
         KZ_UNROLL
         for (int i = 0; i < NR; i++) {
             const uint8_t *row = W + (size_t)(r + i) * wstride;
+#if KZ_PREFETCH
+            _mm_prefetch((const char *)row + (size_t)(b + KZ_PREFETCH) * (is_q4 ? 18 : 34), _MM_HINT_T0);
+#endif
             if (is_q4) {
                 const struct blk_q4_0 *blk = (const struct blk_q4_0 *)row + b;
                 __m128i r0 = _mm_loadu_si128((const __m128i *)blk[0].qs);
@@ -272,6 +282,13 @@ kz_rows_q8(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride, f
             struct kern_arow ar = kern_arow_at(KERN_ACT_Q8_0, A + (size_t)c * astride, cols);
             act[c - cg] = (struct KX(act8)){ar.qs, ar.dx, ar.nsx};
         }
+        if (n == 1) { /* matvec: more rows in flight, the weights come from DRAM */
+            int r = r0;
+            for (; r + KZ_NR_MV <= r1; r += KZ_NR_MV)
+                kz_tile_q80(W, wstride, act, Y, ldy, r, 0, cols / 32, is_q4, KZ_NR_MV, 1);
+            for (; r < r1; r++) kz_tile_q80(W, wstride, act, Y, ldy, r, 0, cols / 32, is_q4, 1, 1);
+            continue;
+        }
         for (int r = r0; r < r1;) {
             int full = r1 - r >= KZ_NR_Q8;
             for (int c = cg; c < ce;) {
@@ -306,6 +323,12 @@ static void kz_rows_q4_0(const uint8_t *W, size_t wstride, const uint8_t *A, siz
             for (int c = cg; c < ce; c++) {                                                    \
                 struct kern_arow ar = kern_arow_at(KERN_ACT_Q8_K, A + (size_t)c * astride, cols); \
                 act[c - cg] = (struct KX(actk)){ar.qs, ar.d, ar.bsum, ar.bsum32};              \
+            }                                                                                  \
+            if (n == 1) { /* matvec: 4 rows in flight */                                     \
+                int r = r0, c = 0;                                                             \
+                for (; r + 4 <= r1; r += 4) KZ_CALL_K(4, 1);                                   \
+                for (; r < r1; r++) KZ_CALL_K(1, 1);                                           \
+                continue;                                                                      \
             }                                                                                  \
             for (int r = r0; r < r1;) {                                                        \
                 int full = r1 - r >= KZ_NR_K;                                                  \
