@@ -254,8 +254,48 @@ static void test_tok512_matches_gguf(void **st)
     gguf_close(f);
 }
 
-int main(void)
+/* A small vocabulary in llama2.c's tokenizer.bin format (spaces as ' '), with the
+ * fuzz_tokenizer input header: u16 n_vocab, u16 text length, text, then the file. */
+static int write_seed(const char *path, const char *text, int variant)
 {
+    static const char *const pieces[] = {"<unk>", "\n<s>\n", "\n</s>\n", " ", "a", "b", "c",
+                                         "e", "h", "t", " t", " the", "he", "at", " c", "<0x0A>",
+                                         "<0xC3>", "<0xA9>", "ca", "ab"};
+    const uint16_t nv = (uint16_t)(sizeof pieces / sizeof *pieces);
+    FILE *f = fopen(path, "wb");
+    if (!f) return 1;
+    uint16_t tl = (uint16_t)strlen(text);
+    fwrite(&nv, 2, 1, f);
+    fwrite(&tl, 2, 1, f);
+    fwrite(text, 1, tl, f);
+    int32_t maxlen = 8;
+    fwrite(&maxlen, 4, 1, f);
+    for (int i = 0; i < nv; i++) {
+        float score = variant ? (float)(i % 5) : -(float)i; /* variant: many ties */
+        int32_t l = (int32_t)strlen(pieces[i]);
+        fwrite(&score, 4, 1, f);
+        fwrite(&l, 4, 1, f);
+        fwrite(pieces[i], 1, (size_t)l, f);
+    }
+    return fclose(f) != 0;
+}
+
+static int write_corpus(const char *dir)
+{
+    char p[512];
+    int rc = 0;
+    snprintf(p, sizeof p, "%s/small.bin", dir);
+    rc |= write_seed(p, "the cat ate a cab\n", 0);
+    snprintf(p, sizeof p, "%s/ties.bin", dir);
+    rc |= write_seed(p, "caf\xc3\xa9 </s>ab<s> \xff\xfe", 1);
+    snprintf(p, sizeof p, "%s/empty_text.bin", dir);
+    rc |= write_seed(p, "", 0);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_spm_suite),
         cmocka_unit_test(test_llama2c_tokenizer_bin),

@@ -354,72 +354,89 @@ static int load_bin(struct llm *m, const char *path, struct err *err)
 
 /* ---- load / free ---- */
 
+/* Everything after the weights are in place: tokenizer check, RoPE table, pool. */
+static int llm_finish(struct llm *m, const struct llm_opts *opts, const char *name,
+                      struct err *err)
+{
+    if (m->tok && tok_n_vocab(m->tok) != m->hp.n_vocab)
+        return err_set(err, ERR_INVALID, "%s: the tokenizer has %d tokens, the model %d", name,
+                       tok_n_vocab(m->tok), m->hp.n_vocab);
+    int half = m->hp.n_rot / 2;
+    m->rope_inv_freq = malloc((size_t)(half ? half : 1) * sizeof *m->rope_inv_freq);
+    if (!m->rope_inv_freq) return err_set(err, ERR_NOMEM, "out of memory");
+    /* Same float expression as llama2.c, so the two agree to the last bit. */
+    for (int i = 0; i < half; i++)
+        m->rope_inv_freq[i] = 1.0f / powf(m->hp.rope_theta, (float)(2 * i) / (float)m->hp.n_rot);
+    if (opts->pool) {
+        m->pool = opts->pool;
+    } else if (opts->n_threads > 1) {
+        m->pool = pool_new(opts->n_threads);
+        if (!m->pool) return err_set(err, ERR_NOMEM, "cannot start %d threads", opts->n_threads);
+        m->own_pool = true;
+    }
+    return 0;
+}
+
+static const struct llm_opts llm_default_opts;
+
+struct llm *llm_load_gguf(struct gguf_file *f, const struct llm_opts *opts, const char *name,
+                          struct err *err)
+{
+    if (!opts) opts = &llm_default_opts;
+    if (!name) name = "model";
+    kern_init();
+    struct llm *m = calloc(1, sizeof *m);
+    if (!m) {
+        gguf_close(f);
+        err_set(err, ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    m->gguf = f;
+    if (load_gguf_hparams(m, err) || load_gguf_tensors(m, err)) {
+        err_prefix(err, "%s", name);
+        goto fail;
+    }
+    if (!opts->no_tokenizer) {
+        m->tok = tok_load_gguf(m->gguf, err);
+        if (!m->tok) {
+            err_prefix(err, "%s", name);
+            goto fail;
+        }
+    }
+    if (llm_finish(m, opts, name, err)) goto fail;
+    return m;
+fail:
+    llm_free(m);
+    return NULL;
+}
+
 struct llm *llm_load(const char *path, const struct llm_opts *opts, struct err *err)
 {
-    static const struct llm_opts defaults = {0};
-    if (!opts) opts = &defaults;
+    if (!opts) opts = &llm_default_opts;
+    uint32_t magic = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        err_set(err, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t got = fread(&magic, 1, 4, fp);
+    fclose(fp);
+    if (got == 4 && magic == GGUF_MAGIC) {
+        struct gguf_file *f = gguf_open(path, err);
+        return f ? llm_load_gguf(f, opts, path, err) : NULL;
+    }
     kern_init();
     struct llm *m = calloc(1, sizeof *m);
     if (!m) {
         err_set(err, ERR_NOMEM, "out of memory");
         return NULL;
     }
-    uint32_t magic = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        err_set(err, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        goto fail;
+    if (load_bin(m, path, err)) goto fail;
+    if (opts->tokenizer_path && !opts->no_tokenizer) {
+        m->tok = tok_load_llama2c(opts->tokenizer_path, m->hp.n_vocab, err);
+        if (!m->tok) goto fail;
     }
-    size_t got = fread(&magic, 1, 4, fp);
-    fclose(fp);
-    if (got == 4 && magic == GGUF_MAGIC) {
-        m->gguf = gguf_open(path, err);
-        if (!m->gguf) goto fail;
-        if (load_gguf_hparams(m, err) || load_gguf_tensors(m, err)) {
-            err_prefix(err, "%s", path);
-            goto fail;
-        }
-        if (!opts->no_tokenizer) {
-            m->tok = tok_load_gguf(m->gguf, err);
-            if (!m->tok) {
-                err_prefix(err, "%s", path);
-                goto fail;
-            }
-        }
-    } else {
-        if (load_bin(m, path, err)) goto fail;
-        if (opts->tokenizer_path && !opts->no_tokenizer) {
-            m->tok = tok_load_llama2c(opts->tokenizer_path, m->hp.n_vocab, err);
-            if (!m->tok) goto fail;
-        }
-    }
-    if (m->tok && tok_n_vocab(m->tok) != m->hp.n_vocab) {
-        err_set(err, ERR_INVALID, "%s: the tokenizer has %d tokens, the model %d", path,
-                tok_n_vocab(m->tok), m->hp.n_vocab);
-        goto fail;
-    }
-    int half = m->hp.n_rot / 2;
-    m->rope_inv_freq = malloc((size_t)(half ? half : 1) * sizeof *m->rope_inv_freq);
-    if (!m->rope_inv_freq) {
-        err_set(err, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    /* Same float expression as llama2.c, so the two agree to the last bit. */
-    for (int i = 0; i < half; i++)
-        m->rope_inv_freq[i] = 1.0f / powf(m->hp.rope_theta, (float)(2 * i) / (float)m->hp.n_rot);
-    if (opts->pool) {
-        m->pool = opts->pool;
-    } else {
-        int nt = opts->n_threads > 0 ? opts->n_threads : 1;
-        if (nt > 1) {
-            m->pool = pool_new(nt);
-            if (!m->pool) {
-                err_set(err, ERR_NOMEM, "cannot start %d threads", nt);
-                goto fail;
-            }
-            m->own_pool = true;
-        }
-    }
+    if (llm_finish(m, opts, path, err)) goto fail;
     return m;
 fail:
     llm_free(m);

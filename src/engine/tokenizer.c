@@ -200,6 +200,7 @@ struct tok *tok_load_gguf(const struct gguf_file *f, struct err *err)
         t->len[i] = (uint16_t)ps.len;
         at += ps.len;
         if (ksc) memcpy(&t->score[i], (const char *)ksc->data + 4 * (size_t)i, 4);
+        if (!(t->score[i] == t->score[i])) t->score[i] = -1e30f; /* NaN would break the heap */
         if (kty) {
             int32_t ty;
             memcpy(&ty, (const char *)kty->data + 4 * (size_t)i, 4);
@@ -233,10 +234,6 @@ fail:
 
 struct tok *tok_load_llama2c(const char *path, int n_vocab, struct err *err)
 {
-    if (n_vocab <= 0 || n_vocab > MAX_VOCAB) {
-        err_set(err, ERR_INVALID, "%s: vocabulary size %d out of range", path, n_vocab);
-        return NULL;
-    }
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         err_set(err, ERR_IO, "%s: cannot open tokenizer: %m", path);
@@ -246,32 +243,52 @@ struct tok *tok_load_llama2c(const char *path, int n_vocab, struct err *err)
     char *buf = NULL;
     long size = -1;
     if (fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
-    if (size < 4 || size > (1L << 30) || fseek(fp, 0, SEEK_SET) != 0) {
+    if (size < 0 || size > (1L << 30) || fseek(fp, 0, SEEK_SET) != 0) {
         err_set(err, ERR_INVALID, "%s: not a llama2.c tokenizer (size %ld)", path, size);
         goto done;
     }
-    buf = malloc((size_t)size);
+    buf = malloc((size_t)size + 1);
     if (!buf || fread(buf, 1, (size_t)size, fp) != (size_t)size) {
         err_set(err, ERR_IO, "%s: cannot read tokenizer", path);
         goto done;
+    }
+    t = tok_load_llama2c_mem(buf, (size_t)size, n_vocab, err);
+    if (!t) err_prefix(err, "%s", path);
+done:
+    free(buf);
+    fclose(fp);
+    return t;
+}
+
+struct tok *tok_load_llama2c_mem(const void *data, size_t size, int n_vocab, struct err *err)
+{
+    const char *buf = data;
+    if (n_vocab <= 0 || n_vocab > MAX_VOCAB) {
+        err_set(err, ERR_INVALID, "tokenizer: vocabulary size %d out of range", n_vocab);
+        return NULL;
+    }
+    if (size < 4) {
+        err_set(err, ERR_INVALID, "tokenizer: %zu bytes is too short for tokenizer.bin", size);
+        return NULL;
     }
     /* Two passes over the bytes: validate and size, then fill (spaces escaped to U+2581). */
     size_t pos = 4, total = 0;
     for (int i = 0; i < n_vocab; i++) {
         int32_t l;
-        if (pos + 8 > (size_t)size) goto trunc;
+        if (pos + 8 > size) goto trunc;
         memcpy(&l, buf + pos + 4, 4);
-        if (l < 0 || l > TOK_MAX_PIECE / 3 || pos + 8 + (size_t)l > (size_t)size) goto trunc;
+        if (l < 0 || l > TOK_MAX_PIECE / 3 || pos + 8 + (size_t)l > size) goto trunc;
         for (int j = 0; j < l; j++) total += buf[pos + 8 + j] == ' ' ? 3 : 1;
         pos += 8 + (size_t)l;
     }
-    t = tok_alloc(n_vocab, total, err);
-    if (!t) goto done;
+    struct tok *t = tok_alloc(n_vocab, total, err);
+    if (!t) return NULL;
     pos = 4;
     size_t at = 0;
     for (int i = 0; i < n_vocab; i++) {
         int32_t l;
         memcpy(&t->score[i], buf + pos, 4);
+        if (!(t->score[i] == t->score[i])) t->score[i] = -1e30f; /* NaN would break the heap */
         memcpy(&l, buf + pos + 4, 4);
         t->off[i] = (uint32_t)at;
         for (int j = 0; j < l; j++) {
@@ -310,16 +327,13 @@ struct tok *tok_load_llama2c(const char *path, int n_vocab, struct err *err)
     t->add_space_prefix = true;
     if (tok_finish(t, err)) {
         tok_free(t);
-        t = NULL;
+        return NULL;
     }
-    goto done;
-trunc:
-    err_set(err, ERR_INVALID, "%s: tokenizer file ends early or has a bad token length "
-            "(expected %d tokens)", path, n_vocab);
-done:
-    free(buf);
-    fclose(fp);
     return t;
+trunc:
+    err_set(err, ERR_INVALID, "tokenizer: file ends early or has a bad token length "
+            "(expected %d tokens)", n_vocab);
+    return NULL;
 }
 
 int tok_n_vocab(const struct tok *t) { return t->n_vocab; }

@@ -39,6 +39,9 @@ struct tok *tok_load_gguf(const struct gguf_file *f, struct err *err);
  *  BOS = 1, EOS = 2, unknown = 0; a BOS is added and a space prefixed, as llama2.c does. */
 struct tok *tok_load_llama2c(const char *path, int n_vocab, struct err *err);
 
+/** Same over a buffer (fuzzing, tests); the buffer is not kept. */
+struct tok *tok_load_llama2c_mem(const void *buf, size_t len, int n_vocab, struct err *err);
+
 void tok_free(struct tok *t);
 
 int tok_n_vocab(const struct tok *t);
