@@ -103,11 +103,11 @@ static const struct gguf_tensor *find_tensor(const struct llm *m, const char *na
     return t;
 }
 
-static int check_shape(const struct gguf_tensor *t, const char *name, uint32_t n_dims,
-                       uint64_t ne0, uint64_t ne1, struct err *err)
+/* The tensor must be [ne0] (ne1 == 1) or [ne0, ne1], nothing in higher dimensions. */
+static int check_shape(const struct gguf_tensor *t, const char *name, uint64_t ne0, uint64_t ne1,
+                       struct err *err)
 {
-    bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == 1 && t->ne[3] == 1;
-    if (!ok || t->n_dims > 2 || (n_dims == 2 && t->n_dims < 1))
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
         return err_set(err, ERR_INVALID,
                        "tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]",
                        name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
@@ -123,7 +123,7 @@ static int load_matrix(struct llm *m, const char *name, int cols, int rows, bool
     memset(w, 0, sizeof *w);
     const struct gguf_tensor *t = find_tensor(m, name, required, err);
     if (!t) return required ? ERR_INVALID : 0;
-    if (check_shape(t, name, 2, (uint64_t)cols, (uint64_t)rows, err)) return ERR_INVALID;
+    if (check_shape(t, name, (uint64_t)cols, (uint64_t)rows, err)) return ERR_INVALID;
     if (!kern_type_supported(t->type)) {
         const char *tn = ggml_type_name(t->type);
         return err_set(err, ERR_UNSUPPORTED,
@@ -148,7 +148,7 @@ static int load_vector(struct llm *m, const char *name, int n, bool required, co
     *out = NULL;
     const struct gguf_tensor *t = find_tensor(m, name, required, err);
     if (!t) return required ? ERR_INVALID : 0;
-    if (check_shape(t, name, 1, (uint64_t)n, 1, err)) return ERR_INVALID;
+    if (check_shape(t, name, (uint64_t)n, 1, err)) return ERR_INVALID;
     m->weight_bytes += t->nbytes;
     if (t->type == GGML_TYPE_F32 && ((uintptr_t)t->data & 3) == 0) {
         *out = t->data;
@@ -519,7 +519,10 @@ struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_bat
     c->n_threads = m->pool ? pool_threads(m->pool) : 1;
     size_t B = (size_t)n_batch, q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t kv = (size_t)hp->n_layer * n_seq * n_ctx * kv_dim;
+    size_t kv;
+    if (__builtin_mul_overflow((size_t)hp->n_layer * n_seq, (size_t)n_ctx * kv_dim, &kv) ||
+        kv > ((size_t)1 << 40) / sizeof(float))
+        goto oom;
     c->k_cache = calloc(kv, sizeof(float));
     c->v_cache = calloc(kv, sizeof(float));
     c->seq_len = calloc((size_t)n_seq, sizeof(int));
