@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "testutil.h"
 
@@ -641,6 +642,51 @@ static void test_tiny_model(void **st)
     test_rmtree(dir);
 }
 
+/* The `trendstory generate` command: golden text on stdout (plus llama2.c's final newline),
+ * timings on stderr, usage errors with exit code 2. */
+static void test_cli_generate(void **st)
+{
+    (void)st;
+    char bin[512], gp[512], tp[512], gold_p[512], cmd[2048];
+    snprintf(bin, sizeof bin, "%s/trendstory", test_build_dir());
+    test_data_path(gp, sizeof gp, BIN_REL);
+    test_data_path(tp, sizeof tp, TOK_REL);
+    test_data_path(gold_p, sizeof gold_p, GOLD_REL);
+    TEST_REQUIRE_PATH(bin);
+    TEST_REQUIRE_PATH(gp);
+    TEST_REQUIRE_PATH(gold_p);
+    char dir[64];
+    test_tmpdir(dir, sizeof dir);
+    snprintf(cmd, sizeof cmd, "%s generate -m %s --tokenizer %s --temp 0 -n 200 --threads 2 "
+             ">%s/out.txt 2>%s/err.txt", bin, gp, tp, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    size_t n, glen, elen;
+    char path[128];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    char *out = read_all(path, &n), *gold = read_all(gold_p, &glen);
+    assert_int_equal(n, glen + 1);
+    assert_memory_equal(out, gold, glen);
+    assert_int_equal(out[glen], '\n');
+    snprintf(path, sizeof path, "%s/err.txt", dir);
+    char *errs = read_all(path, &elen);
+    assert_non_null(strstr(errs, "generation: 200 tokens"));
+    assert_non_null(strstr(errs, "tok/s"));
+    free(out);
+    free(gold);
+    free(errs);
+    /* a .bin model without --tokenizer: a clear error, exit 1; a bad option: exit 2 */
+    snprintf(cmd, sizeof cmd, "%s generate -m %s >/dev/null 2>%s/err.txt", bin, gp, dir);
+    int rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    errs = read_all(path, &elen);
+    assert_non_null(strstr(errs, "--tokenizer"));
+    free(errs);
+    snprintf(cmd, sizeof cmd, "%s generate -m %s --top-p 7 >/dev/null 2>&1", bin, gp);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    test_rmtree(dir);
+}
+
 /* `test_model --write-corpus DIR`: seeds for fuzz/corpus/model. */
 static int write_corpus(const char *dir)
 {
@@ -744,6 +790,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_generate_run),
         cmocka_unit_test(test_tiny_model),
+        cmocka_unit_test(test_cli_generate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
