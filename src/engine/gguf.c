@@ -1369,7 +1369,8 @@ int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv)
     if ((unsigned)kv->type >= GGUF_TYPE_COUNT || kv->key.len == 0 ||
         kv->key.len > GGUF_MAX_KEY_LEN || memchr(kv->key.ptr, '\0', kv->key.len))
         return ERR_INVALID;
-    char key[GGUF_MAX_KEY_LEN + 1];
+    char *key = malloc((size_t)kv->key.len + 1);
+    if (!key) return ERR_NOMEM;
     memcpy(key, kv->key.ptr, kv->key.len);
     key[kv->key.len] = '\0';
     struct bytes b = {0};
@@ -1381,7 +1382,9 @@ int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv)
     } else {
         bytes_put(&b, kv->data, gguf_scalar_size(kv->type));
     }
-    return writer_put(w, key, kv->type, &b);
+    int rc = writer_put(w, key, kv->type, &b);
+    free(key);
+    return rc;
 }
 
 int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, enum ggml_type type,
