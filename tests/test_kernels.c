@@ -398,7 +398,7 @@ static void test_isa_vs_scalar(void **state)
     static const int shapes[][3] = {{1, 256, 1}, {5, 512, 1}, {37, 256, 3}, {64, 512, 7},
                                     {19, 768, 16}, {130, 256, 1}, {33, 1024, 5},
                                     {9, 37, 2},   {4, 8, 5},     {70, 1000, 1}, {8, 256, 64},
-                                    {6, 512, 67}};
+                                    {6, 512, 67},  {5, 96, 3},    {3, 160, 4}};
     int checked = 0;
     for (int isa = KERN_ISA_SCALAR; isa <= (int)best; isa++)
         for (size_t k = 0; k < N_TYPES; k++)
