@@ -81,6 +81,7 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
     const struct tok *t = llm_tokenizer(m);
     if (!t) return err_set(err, ERR_INVALID, "the model has no tokenizer (give --tokenizer)");
     int n_ctx = llm_n_ctx_train(m) < GEN_MAX_CTX ? llm_n_ctx_train(m) : GEN_MAX_CTX;
+    if (o->n_ctx > 0) n_ctx = o->n_ctx;
     int rc = 0, family = CHAT_NONE;
     struct llm_ctx *c = NULL;
     struct sampler *smp = NULL;
@@ -144,7 +145,11 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
         st->n_gen++;
         size_t k = tok_stream_push(&ts, next, piece);
         emit(out, &stop, piece, k);
-        if (stop.stopped || st->n_gen >= o->n_predict || cur >= n_ctx) break;
+        if (stop.stopped || st->n_gen >= o->n_predict) break;
+        if (cur >= n_ctx) {
+            st->hit_ctx = true;
+            break;
+        }
         b = (struct llm_batch){1, &next, &cur, seq, NULL};
         if ((rc = llm_decode(c, &b, logits, err))) goto done;
         cur++;
@@ -191,6 +196,8 @@ int generate_cli(int argc, char **argv)
                    cli_opt_str(argc, argv, &i, "--template", &o.template_name, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "-n", 1, 1 << 20, &lv, &bad)) {
             o.n_predict = (int)lv;
+        } else if (cli_opt_int(argc, argv, &i, "--ctx", 8, 1 << 20, &lv, &bad)) {
+            o.n_ctx = (int)lv;
         } else if (cli_opt_int(argc, argv, &i, "--top-k", 0, 1 << 22, &lv, &bad)) {
             o.sampling.top_k = (int)lv;
         } else if (cli_opt_int(argc, argv, &i, "--seed", 0, LONG_MAX, &lv, &bad)) {
@@ -250,7 +257,7 @@ int generate_cli(int argc, char **argv)
                 "%.3f s (%.1f tok/s)%s\n", st.n_prompt, st.prompt_s,
                 st.prompt_s > 0 ? st.n_prompt / st.prompt_s : 0.0, st.n_gen, st.gen_s,
                 st.gen_s > 0 ? st.n_gen / st.gen_s : 0.0,
-                st.hit_eos ? " [eos]" : st.hit_stop ? " [stop]" : "");
+                st.hit_eos ? " [eos]" : st.hit_stop ? " [stop]" : st.hit_ctx ? " [context full]" : "");
     }
     llm_free(m);
     return rc ? 1 : 0;

@@ -18,6 +18,7 @@ struct generate_opts {
     bool chat;            /* format through the chat template */
     const char *template_name; /* override: zephyr, llama2, chatml, none (NULL: from the file) */
     int n_predict;        /* tokens to generate at most */
+    int n_ctx;            /* context positions (0: the model's, at most 4096) */
     bool echo_prompt;     /* plain mode: print the prompt text first, as llama2.c does */
     struct sampler_params sampling;
     const char *const *stop; /* extra stop strings */
@@ -27,7 +28,7 @@ struct generate_opts {
 struct generate_stats {
     int n_prompt, n_gen;
     double prompt_s, gen_s;
-    bool hit_eos, hit_stop;
+    bool hit_eos, hit_stop, hit_ctx;
 };
 
 /** Runs one generation on a fresh single-sequence context, writing text to `out` (flushed
