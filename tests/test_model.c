@@ -98,14 +98,17 @@ static void check_golden(const char *model_path, const char *tok_path)
     TEST_REQUIRE_PATH(gp);
     size_t glen;
     char *gold = read_all(gp, &glen);
-    while (glen > 0 && gold[glen - 1] == '\n') gold[--glen] = 0; /* llama2.c ends with "\n" */
+    while (glen > 0 && gold[glen - 1] == '\n')
+        gold[--glen] = 0; /* llama2.c ends with "\n" */
     struct llm *m = load(model_path, tok_path, 2);
     char *text = greedy_text(m, 200, NULL);
     size_t tlen = strlen(text);
-    while (tlen > 0 && text[tlen - 1] == '\n') text[--tlen] = 0;
+    while (tlen > 0 && text[tlen - 1] == '\n')
+        text[--tlen] = 0;
     if (tlen != glen || memcmp(text, gold, glen) != 0) {
         size_t i = 0;
-        while (i < tlen && i < glen && text[i] == gold[i]) i++;
+        while (i < tlen && i < glen && text[i] == gold[i])
+            i++;
         print_message("first difference at byte %zu:\n got: %.60s\nwant: %.60s\n", i, text + i,
                       gold + i);
         fail();
@@ -195,9 +198,11 @@ static void check_batched(struct llm *m)
     const int nv = llm_n_vocab(m), S = 4, L = 9;
     int toks[4][9];
     for (int s = 0; s < S; s++)
-        for (int p = 0; p < L; p++) toks[s][p] = p == 0 ? 1 : 3 + (s * 37 + p * 11) % (nv - 3);
+        for (int p = 0; p < L; p++)
+            toks[s][p] = p == 0 ? 1 : 3 + (s * 37 + p * 11) % (nv - 3);
     float *ref[4];
-    for (int s = 0; s < S; s++) ref[s] = single_logits(m, toks[s], L);
+    for (int s = 0; s < S; s++)
+        ref[s] = single_logits(m, toks[s], L);
 
     struct err e = {0};
     struct llm_ctx *c = llm_ctx_new(m, S, 64, 8, &e); /* n_batch 8: big batches are split */
@@ -220,7 +225,8 @@ static void check_batched(struct llm *m)
         double d = max_abs_diff(out + (size_t)i * nv, ref[seq[i]] + (size_t)pos[i] * nv, nv);
         assert_true(d < 1e-4);
     }
-    for (int s = 0; s < S; s++) have[s] = s + 2;
+    for (int s = 0; s < S; s++)
+        have[s] = s + 2;
     /* then one token per unfinished sequence per step, interleaved, sequences in mixed order */
     for (;;) {
         n = 0;
@@ -242,7 +248,8 @@ static void check_batched(struct llm *m)
             have[seq[i]]++;
         }
     }
-    for (int s = 0; s < S; s++) assert_int_equal(llm_seq_len(c, s), L);
+    for (int s = 0; s < S; s++)
+        assert_int_equal(llm_seq_len(c, s), L);
 
     /* prefix reuse: copy 5 positions of sequence 3 into slot 0, continue from there */
     assert_int_equal(llm_seq_copy(c, 3, 0, 5), 0);
@@ -265,7 +272,8 @@ static void check_batched(struct llm *m)
     assert_int_equal(llm_seq_len(c, 2), 0);
 
     free(out);
-    for (int s = 0; s < S; s++) free(ref[s]);
+    for (int s = 0; s < S; s++)
+        free(ref[s]);
     llm_ctx_free(c);
 }
 
@@ -310,8 +318,8 @@ static void write_variant(const char *src, const char *dst, enum variant v)
         if (v == V_TYPE && strcmp(name, "blk.0.attn_q.weight") == 0) {
             size_t nb = ggml_row_size(GGML_TYPE_Q5_1, ne[0]) * ne[1];
             void *z = calloc(1, nb);
-            assert_int_equal(gguf_writer_add_tensor(w, name, GGML_TYPE_Q5_1, t->n_dims, ne, z,
-                                                    false, &e), 0);
+            assert_int_equal(
+                gguf_writer_add_tensor(w, name, GGML_TYPE_Q5_1, t->n_dims, ne, z, false, &e), 0);
             free(z);
             continue;
         }
@@ -321,14 +329,15 @@ static void write_variant(const char *src, const char *dst, enum variant v)
             for (uint64_t r = 0; r < ne[1]; r++)
                 assert_int_equal(kern_quantize_row(GGML_TYPE_Q8_0,
                                                    (const float *)t->data + r * ne[0], q + r * rb,
-                                                   (int64_t)ne[0]), 0);
-            assert_int_equal(gguf_writer_add_tensor(w, name, GGML_TYPE_Q8_0, t->n_dims, ne, q,
-                                                    false, &e), 0);
+                                                   (int64_t)ne[0]),
+                                 0);
+            assert_int_equal(
+                gguf_writer_add_tensor(w, name, GGML_TYPE_Q8_0, t->n_dims, ne, q, false, &e), 0);
             free(q);
             continue;
         }
-        assert_int_equal(gguf_writer_add_tensor(w, name, t->type, t->n_dims, ne, t->data, false,
-                                                &e), 0);
+        assert_int_equal(
+            gguf_writer_add_tensor(w, name, t->type, t->n_dims, ne, t->data, false, &e), 0);
     }
     if (gguf_writer_write(w, dst, &e) != 0) print_message("write: %s\n", e.msg);
     gguf_writer_free(w);
@@ -352,7 +361,8 @@ static void test_q8_0_same_text(void **st)
     memset(b, 0xff, sizeof b);
     char *ta = greedy_text(f32, 200, a), *tb = greedy_text(q8, 200, b);
     int same = 0;
-    while (same < 200 && a[same] == b[same]) same++;
+    while (same < 200 && a[same] == b[same])
+        same++;
     print_message("q8_0 agrees with f32 for %d of 200 greedy tokens\n", same);
     assert_true(same >= 50);
     free(ta);
@@ -425,7 +435,6 @@ static void test_errors(void **st)
     test_rmtree(dir);
 }
 
-
 /* ---- a tiny model written by the test (no shared data needed) ---- */
 
 #define TE 32 /* n_embd */
@@ -454,17 +463,18 @@ static float tiny_rand(void)
 struct tiny_w {
     float emb[TV * TE], onorm[TE], out[TV * TE];
     float an[TL][TE], fn[TL][TE], wq[TL][TE * TE], wk[TL][TKV * TE], wv[TL][TKV * TE],
-        wo[TL][TE * TE], wg[TL][TF * TE], wu[TL][TF * TE], wd[TL][TE * TF], bq[TL][TE],
-        bk[TL][TKV], bv[TL][TKV], bo[TL][TE];
+        wo[TL][TE * TE], wg[TL][TF * TE], wu[TL][TF * TE], wd[TL][TE * TF], bq[TL][TE], bk[TL][TKV],
+        bv[TL][TKV], bo[TL][TE];
 };
 
 static void fill(float *x, size_t n, bool norm)
 {
-    for (size_t i = 0; i < n; i++) x[i] = norm ? 1.0f + 0.2f * tiny_rand() : tiny_rand();
+    for (size_t i = 0; i < n; i++)
+        x[i] = norm ? 1.0f + 0.2f * tiny_rand() : tiny_rand();
 }
 
-static void add_t(struct gguf_writer *w, const char *name, enum ggml_type t, uint64_t c,
-                  uint64_t r, const float *x)
+static void add_t(struct gguf_writer *w, const char *name, enum ggml_type t, uint64_t c, uint64_t r,
+                  const float *x)
 {
     struct err e = {0};
     uint64_t ne[2] = {c, r};
@@ -478,10 +488,10 @@ static void add_t(struct gguf_writer *w, const char *name, enum ggml_type t, uin
 
 #define SPC "\xe2\x96\x81" /* SentencePiece space */
 static const char *const tiny_pieces[TV] = {
-    "<unk>", "<s>", "</s>", SPC, "a", "b", "c", "d", "e", "h", "i", "l", "n", "o",
-    "r", "s", "t", SPC "t", SPC "a", "he", SPC "the", "in", "er", "on",
-    "an", SPC "s", SPC "c", "at", "en", "or", "es", "ed", "is", "it", "ar",
-    SPC "h", SPC "o", SPC "i", SPC "b", "<0x0A>"};
+    "<unk>",   "<s>", "</s>", SPC,  "a",  "b",     "c",     "d",     "e",     "h",
+    "i",       "l",   "n",    "o",  "r",  "s",     "t",     SPC "t", SPC "a", "he",
+    SPC "the", "in",  "er",   "on", "an", SPC "s", SPC "c", "at",    "en",    "or",
+    "es",      "ed",  "is",   "it", "ar", SPC "h", SPC "o", SPC "i", SPC "b", "<0x0A>"};
 
 /* Writes a 2-layer llama GGUF with a 40-piece SentencePiece vocabulary; `wts` receives the
  * f32 weights (before quantization). */
@@ -524,8 +534,10 @@ static void write_tiny(const char *path, const struct tiny_opts *o, struct tiny_
     int32_t types[TV];
     for (int i = 0; i < TV; i++) {
         scores[i] = -(float)i;
-        types[i] = i == 0 ? TOK_TYPE_UNKNOWN : i < 3 ? TOK_TYPE_CONTROL
-                 : i == TV - 1 ? TOK_TYPE_BYTE : TOK_TYPE_NORMAL;
+        types[i] = i == 0        ? TOK_TYPE_UNKNOWN
+                   : i < 3       ? TOK_TYPE_CONTROL
+                   : i == TV - 1 ? TOK_TYPE_BYTE
+                                 : TOK_TYPE_NORMAL;
     }
     gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores, TV);
     gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, TV);
@@ -537,8 +549,8 @@ static void write_tiny(const char *path, const struct tiny_opts *o, struct tiny_
     add_t(w, "output.weight", o->type, TE, TV, wts->out);
     for (int l = 0; l < TL; l++) {
         char n[64];
-#define T_(suf, ty, c, r, x)                                                                     \
-    snprintf(n, sizeof n, "blk.%d." suf, l);                                                     \
+#define T_(suf, ty, c, r, x)                                                                       \
+    snprintf(n, sizeof n, "blk.%d." suf, l);                                                       \
     add_t(w, n, ty, c, r, x)
         T_("attn_norm.weight", GGML_TYPE_F32, TE, 1, wts->an[l]);
         T_("attn_q.weight", o->type, TE, TE, wts->wq[l]);
@@ -586,13 +598,15 @@ static void reference_forward(const struct tiny_w *w, bool bias, const int *tok,
         ops_rope_forward(k, pos, T, THKV, TD, 10000.0f);
         ops_attention_forward(a, NULL, q, k, v, NULL, T, TH, THKV, TD);
         ops_matmul_forward(o, a, w->wo[l], bias ? w->bo[l] : NULL, T, TE, TE, NULL);
-        for (int i = 0; i < T * TE; i++) x[i] += o[i];
+        for (int i = 0; i < T * TE; i++)
+            x[i] += o[i];
         ops_rmsnorm_forward(xb, NULL, x, w->fn[l], T, TE, 1e-5f);
         ops_matmul_forward(g, xb, w->wg[l], NULL, T, TE, TF, NULL);
         ops_matmul_forward(u, xb, w->wu[l], NULL, T, TE, TF, NULL);
         ops_swiglu_forward(g, g, u, T, TF);
         ops_matmul_forward(o, g, w->wd[l], NULL, T, TF, TE, NULL);
-        for (int i = 0; i < T * TE; i++) x[i] += o[i];
+        for (int i = 0; i < T * TE; i++)
+            x[i] += o[i];
     }
     ops_rmsnorm_forward(xb, NULL, x, w->onorm, T, TE, 1e-5f);
     ops_matmul_forward(logits, xb, w->out, NULL, T, TE, TV, NULL);
@@ -657,8 +671,10 @@ static void test_cli_generate(void **st)
     TEST_REQUIRE_PATH(gold_p);
     char dir[64];
     test_tmpdir(dir, sizeof dir);
-    snprintf(cmd, sizeof cmd, "%s generate -m %s --tokenizer %s --temp 0 -n 200 --threads 2 "
-             ">%s/out.txt 2>%s/err.txt", bin, gp, tp, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "%s generate -m %s --tokenizer %s --temp 0 -n 200 --threads 2 "
+             ">%s/out.txt 2>%s/err.txt",
+             bin, gp, tp, dir, dir);
     assert_int_equal(system(cmd), 0);
     size_t n, glen, elen;
     char path[128];
@@ -717,8 +733,8 @@ static void test_generate_run(void **st)
     size_t glen;
     char *gold = read_all(gold_p, &glen);
     struct llm *m = load(gp, NULL, 1);
-    struct generate_opts o = {.n_predict = 200, .echo_prompt = true,
-                              .sampling = sampler_default_params()};
+    struct generate_opts o = {
+        .n_predict = 200, .echo_prompt = true, .sampling = sampler_default_params()};
     o.sampling.temp = 0;
     struct generate_stats gs;
     struct err e = {0};
@@ -782,14 +798,10 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden_bin),
-        cmocka_unit_test(test_golden_gguf),
-        cmocka_unit_test(test_bin_gguf_same_logits),
-        cmocka_unit_test(test_batched_equals_single),
-        cmocka_unit_test(test_q8_0_same_text),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_generate_run),
-        cmocka_unit_test(test_tiny_model),
+        cmocka_unit_test(test_golden_bin),           cmocka_unit_test(test_golden_gguf),
+        cmocka_unit_test(test_bin_gguf_same_logits), cmocka_unit_test(test_batched_equals_single),
+        cmocka_unit_test(test_q8_0_same_text),       cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_generate_run),         cmocka_unit_test(test_tiny_model),
         cmocka_unit_test(test_cli_generate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

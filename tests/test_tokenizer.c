@@ -38,8 +38,10 @@ static struct tok *load_vocab(struct gguf_file **fout)
     struct tok *t = tok_load_gguf(f, &e);
     if (!t) print_message("%s\n", e.msg);
     assert_non_null(t);
-    if (fout) *fout = f;
-    else gguf_close(f);
+    if (fout)
+        *fout = f;
+    else
+        gguf_close(f);
     return t;
 }
 
@@ -79,7 +81,8 @@ static void run_suite(const struct tok *t, int *n_cases)
         if (!ok) {
             failed++;
             print_message("case %d '%.*s': got", cases, (int)tlen, ic);
-            for (int i = 0; i < n; i++) print_message(" %d", ids[i]);
+            for (int i = 0; i < n; i++)
+                print_message(" %d", ids[i]);
             print_message("\n   want %s\n", oc);
         }
         /* round trip: BOS + ids through the streaming decoder gives the text back */
@@ -216,7 +219,8 @@ static void test_special_tokens(void **st)
     assert_true(eos_at > 1 && eos_at < n - 1);
     /* without parsing, "</s>" is ordinary text */
     int m = tok_encode(t, txt, strlen(txt), false, false, plain, 64, NULL);
-    for (int i = 0; i < m; i++) assert_int_not_equal(plain[i], 2);
+    for (int i = 0; i < m; i++)
+        assert_int_not_equal(plain[i], 2);
     /* too little room: an error saying how many were needed */
     struct err e = {0};
     assert_int_equal(tok_encode(t, txt, strlen(txt), true, false, ids, 2, &e), ERR_NOMEM);
@@ -258,9 +262,9 @@ static void test_tok512_matches_gguf(void **st)
  * fuzz_tokenizer input header: u16 n_vocab, u16 text length, text, then the file. */
 static int write_seed(const char *path, const char *text, int variant)
 {
-    static const char *const pieces[] = {"<unk>", "\n<s>\n", "\n</s>\n", " ", "a", "b", "c",
-                                         "e", "h", "t", " t", " the", "he", "at", " c", "<0x0A>",
-                                         "<0xC3>", "<0xA9>", "ca", "ab"};
+    static const char *const pieces[] = {
+        "<unk>", "\n<s>\n", "\n</s>\n", " ",  "a",  "b",      "c",      "e",      "h",  "t",
+        " t",    " the",    "he",       "at", " c", "<0x0A>", "<0xC3>", "<0xA9>", "ca", "ab"};
     const uint16_t nv = (uint16_t)(sizeof pieces / sizeof *pieces);
     FILE *f = fopen(path, "wb");
     if (!f) return 1;
@@ -297,10 +301,8 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_llama_spm_suite),
-        cmocka_unit_test(test_llama2c_tokenizer_bin),
-        cmocka_unit_test(test_stream_utf8),
-        cmocka_unit_test(test_special_tokens),
+        cmocka_unit_test(test_llama_spm_suite),     cmocka_unit_test(test_llama2c_tokenizer_bin),
+        cmocka_unit_test(test_stream_utf8),         cmocka_unit_test(test_special_tokens),
         cmocka_unit_test(test_tok512_matches_gguf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

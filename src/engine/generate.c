@@ -27,8 +27,10 @@ static int chat_family_for(const struct llm *m, const char *name, struct err *er
     if (name) {
         int f = chat_family_parse(name);
         if (f < 0)
-            return err_set(err, ERR_INVALID, "unknown template '%s' (zephyr, llama2, chatml, "
-                           "none)", name);
+            return err_set(err, ERR_INVALID,
+                           "unknown template '%s' (zephyr, llama2, chatml, "
+                           "none)",
+                           name);
         return f;
     }
     const struct gguf_file *g = llm_gguf(m);
@@ -112,7 +114,8 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
     struct sampler_stop stop;
     const char *stops[SAMPLER_STOP_MAX];
     int ns = 0;
-    for (int i = 0; i < o->n_stop && ns < SAMPLER_STOP_MAX - 1; i++) stops[ns++] = o->stop[i];
+    for (int i = 0; i < o->n_stop && ns < SAMPLER_STOP_MAX - 1; i++)
+        stops[ns++] = o->stop[i];
     if (family != CHAT_NONE) stops[ns++] = chat_stop_string(family);
     if ((rc = sampler_stop_init(&stop, stops, ns, err))) goto done;
 
@@ -175,8 +178,8 @@ done:
 int generate_cli(int argc, char **argv)
 {
     const char *model = NULL, *tokp = NULL;
-    struct generate_opts o = {.n_predict = 256, .echo_prompt = true,
-                              .sampling = sampler_default_params()};
+    struct generate_opts o = {
+        .n_predict = 256, .echo_prompt = true, .sampling = sampler_default_params()};
     o.sampling.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     long n_threads = sysconf(_SC_NPROCESSORS_ONLN), lv;
     double dv;
@@ -253,11 +256,15 @@ int generate_cli(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "generate: %s\n", err.msg);
     } else {
-        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generation: %d tokens in "
-                "%.3f s (%.1f tok/s)%s\n", st.n_prompt, st.prompt_s,
-                st.prompt_s > 0 ? st.n_prompt / st.prompt_s : 0.0, st.n_gen, st.gen_s,
-                st.gen_s > 0 ? st.n_gen / st.gen_s : 0.0,
-                st.hit_eos ? " [eos]" : st.hit_stop ? " [stop]" : st.hit_ctx ? " [context full]" : "");
+        fprintf(stderr,
+                "prompt: %d tokens in %.3f s (%.1f tok/s); generation: %d tokens in "
+                "%.3f s (%.1f tok/s)%s\n",
+                st.n_prompt, st.prompt_s, st.prompt_s > 0 ? st.n_prompt / st.prompt_s : 0.0,
+                st.n_gen, st.gen_s, st.gen_s > 0 ? st.n_gen / st.gen_s : 0.0,
+                st.hit_eos    ? " [eos]"
+                : st.hit_stop ? " [stop]"
+                : st.hit_ctx  ? " [context full]"
+                              : "");
     }
     llm_free(m);
     return rc ? 1 : 0;

@@ -29,10 +29,10 @@ struct llm_w {
 };
 
 struct llm_layer {
-    const float *attn_norm, *ffn_norm;       /* (n_embd) */
-    const float *bq, *bk, *bv, *bo;          /* optional biases */
-    struct llm_w wq, wk, wv, wo;             /* (q_dim, n_embd) (kv_dim, n_embd) x2 (n_embd, q_dim) */
-    struct llm_w w_gate, w_up, w_down;       /* (n_ff, n_embd) x2 (n_embd, n_ff) */
+    const float *attn_norm, *ffn_norm; /* (n_embd) */
+    const float *bq, *bk, *bv, *bo;    /* optional biases */
+    struct llm_w wq, wk, wv, wo;       /* (q_dim, n_embd) (kv_dim, n_embd) x2 (n_embd, q_dim) */
+    struct llm_w w_gate, w_up, w_down; /* (n_ff, n_embd) x2 (n_embd, n_ff) */
 };
 
 struct llm {
@@ -63,7 +63,8 @@ static int get_u32_req(const struct gguf_file *f, const char *key, uint32_t lo, 
     if (rc == ERR_NOTFOUND) return err_set(err, ERR_INVALID, "metadata key %s is missing", key);
     if (rc) return rc;
     if (v < lo || v > hi)
-        return err_set(err, ERR_INVALID, "metadata %s = %u is out of range [%u, %u]", key, v, lo, hi);
+        return err_set(err, ERR_INVALID, "metadata %s = %u is out of range [%u, %u]", key, v, lo,
+                       hi);
     *out = (int)v;
     return 0;
 }
@@ -76,7 +77,8 @@ static int get_u32_opt(const struct gguf_file *f, const char *key, uint32_t lo, 
     if (rc == ERR_NOTFOUND) return 0;
     if (rc) return rc;
     if (v < lo || v > hi)
-        return err_set(err, ERR_INVALID, "metadata %s = %u is out of range [%u, %u]", key, v, lo, hi);
+        return err_set(err, ERR_INVALID, "metadata %s = %u is out of range [%u, %u]", key, v, lo,
+                       hi);
     *out = (int)v;
     return 0;
 }
@@ -128,11 +130,14 @@ static int load_matrix(struct llm *m, const char *name, int cols, int rows, bool
         const char *tn = ggml_type_name(t->type);
         return err_set(err, ERR_UNSUPPORTED,
                        "tensor '%s' has type %s, which has no kernel (supported: f32, f16, "
-                       "bf16, q8_0, q4_0, q4_K, q6_K)", name, tn ? tn : "unknown");
+                       "bf16, q8_0, q4_0, q4_K, q6_K)",
+                       name, tn ? tn : "unknown");
     }
     if (ggml_row_size(t->type, (uint64_t)cols) == 0)
-        return err_set(err, ERR_INVALID, "tensor '%s': %d columns are not a multiple of the %s "
-                       "block size", name, cols, ggml_type_name(t->type));
+        return err_set(err, ERR_INVALID,
+                       "tensor '%s': %d columns are not a multiple of the %s "
+                       "block size",
+                       name, cols, ggml_type_name(t->type));
     w->type = t->type;
     w->data = t->data;
     w->rows = rows;
@@ -163,8 +168,8 @@ static int load_vector(struct llm *m, const char *name, int n, bool required, co
         memcpy(buf, t->data, (size_t)n * sizeof *buf);
     } else if (kern_dequantize_row(t->type, t->data, buf, n) != 0) {
         const char *tn = ggml_type_name(t->type);
-        return err_set(err, ERR_UNSUPPORTED, "tensor '%s' has type %s, which cannot be read",
-                       name, tn ? tn : "unknown");
+        return err_set(err, ERR_UNSUPPORTED, "tensor '%s' has type %s, which cannot be read", name,
+                       tn ? tn : "unknown");
     }
     *out = buf;
     return 0;
@@ -208,16 +213,22 @@ static int load_gguf_hparams(struct llm *m, struct err *err)
         get_u32_opt(f, "llama.rope.dimension_count", 0, LLM_MAX_DIM, &hp->n_rot, err))
         return ERR_INVALID;
     if (key_len != hp->head_dim)
-        return err_set(err, ERR_UNSUPPORTED, "llama.attention.key_length %d differs from "
-                       "embedding / heads = %d: not supported", key_len, hp->head_dim);
+        return err_set(err, ERR_UNSUPPORTED,
+                       "llama.attention.key_length %d differs from "
+                       "embedding / heads = %d: not supported",
+                       key_len, hp->head_dim);
     if (hp->n_rot > hp->head_dim || hp->n_rot % 2)
-        return err_set(err, ERR_INVALID, "llama.rope.dimension_count %d must be even and at "
-                       "most the head size %d", hp->n_rot, hp->head_dim);
+        return err_set(err, ERR_INVALID,
+                       "llama.rope.dimension_count %d must be even and at "
+                       "most the head size %d",
+                       hp->n_rot, hp->head_dim);
     int n_expert = 0;
     if (get_u32_opt(f, "llama.expert_count", 0, 1u << 20, &n_expert, err)) return ERR_INVALID;
     if (n_expert > 0)
-        return err_set(err, ERR_UNSUPPORTED, "llama.expert_count = %d: mixture-of-experts "
-                       "models are not supported", n_expert);
+        return err_set(err, ERR_UNSUPPORTED,
+                       "llama.expert_count = %d: mixture-of-experts "
+                       "models are not supported",
+                       n_expert);
     struct gguf_str scaling;
     rc = gguf_get_str(f, "llama.rope.scaling.type", &scaling, err);
     if (rc == 0 && !gguf_str_eq(scaling, "none"))
@@ -249,10 +260,11 @@ static int load_gguf_tensors(struct llm *m, struct err *err)
         struct llm_layer *L = &m->layers[l];
         char n[12][64];
         static const char *const suffix[12] = {
-            "attn_norm.weight", "attn_q.weight",  "attn_k.weight",   "attn_v.weight",
+            "attn_norm.weight",   "attn_q.weight",   "attn_k.weight",   "attn_v.weight",
             "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
-            "ffn_down.weight", "attn_q.bias",     "attn_k.bias",     "attn_v.bias"};
-        for (int i = 0; i < 12; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s", l, suffix[i]);
+            "ffn_down.weight",    "attn_q.bias",     "attn_k.bias",     "attn_v.bias"};
+        for (int i = 0; i < 12; i++)
+            snprintf(n[i], sizeof n[i], "blk.%d.%s", l, suffix[i]);
         char nbo[64];
         snprintf(nbo, sizeof nbo, "blk.%d.attn_output.bias", l);
         if (load_vector(m, n[0], hp->n_embd, true, &L->attn_norm, err) ||
@@ -313,14 +325,22 @@ static int load_bin(struct llm *m, const char *path, struct err *err)
         n_layer > LLM_MAX_LAYERS || n_head < 1 || n_head > dim || n_kv < 1 || n_kv > n_head ||
         vocab < 1 || vocab > LLM_MAX_VOCAB || seq_len < 1 || seq_len > LLM_MAX_CTX ||
         dim % n_head || n_head % n_kv || (dim / n_head) % 2)
-        return err_set(err, ERR_INVALID, "%s: bad llama2.c header (dim %d, hidden %d, layers %d, "
-                       "heads %d, kv heads %d, vocab %d, seq_len %d)", path, dim, hidden, n_layer,
-                       n_head, n_kv, h[5], seq_len);
+        return err_set(err, ERR_INVALID,
+                       "%s: bad llama2.c header (dim %d, hidden %d, layers %d, "
+                       "heads %d, kv heads %d, vocab %d, seq_len %d)",
+                       path, dim, hidden, n_layer, n_head, n_kv, h[5], seq_len);
     struct llm_hparams *hp = &m->hp;
-    *hp = (struct llm_hparams){.n_vocab = vocab, .n_embd = dim, .n_ff = hidden, .n_layer = n_layer,
-                               .n_head = n_head, .n_head_kv = n_kv, .head_dim = dim / n_head,
-                               .n_rot = dim / n_head, .n_ctx_train = seq_len,
-                               .rope_theta = 10000.0f, .rms_eps = 1e-5f};
+    *hp = (struct llm_hparams){.n_vocab = vocab,
+                               .n_embd = dim,
+                               .n_ff = hidden,
+                               .n_layer = n_layer,
+                               .n_head = n_head,
+                               .n_head_kv = n_kv,
+                               .head_dim = dim / n_head,
+                               .n_rot = dim / n_head,
+                               .n_ctx_train = seq_len,
+                               .rope_theta = 10000.0f,
+                               .rms_eps = 1e-5f};
     size_t hd = (size_t)hp->head_dim, kv_dim = (size_t)n_kv * hd, L = (size_t)n_layer;
     size_t need = (size_t)vocab * dim + L * dim * 2 + L * dim * dim * 2 + L * dim * kv_dim * 2 +
                   L * dim * (size_t)hidden * 3 + dim + (size_t)seq_len * hd +
@@ -333,30 +353,40 @@ static int load_bin(struct llm *m, const char *path, struct err *err)
     if (!m->layers) return err_set(err, ERR_NOMEM, "out of memory");
     const float *p = (const float *)((const char *)m->map + 28);
     bin_matrix(&m->tok_embd, &p, vocab, dim);
-    for (size_t l = 0; l < L; l++) m->layers[l].attn_norm = p + l * dim;
+    for (size_t l = 0; l < L; l++)
+        m->layers[l].attn_norm = p + l * dim;
     p += L * dim;
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].wq, &p, dim, dim);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].wk, &p, (int)kv_dim, dim);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].wv, &p, (int)kv_dim, dim);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].wo, &p, dim, dim);
-    for (size_t l = 0; l < L; l++) m->layers[l].ffn_norm = p + l * dim;
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].wq, &p, dim, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].wk, &p, (int)kv_dim, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].wv, &p, (int)kv_dim, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].wo, &p, dim, dim);
+    for (size_t l = 0; l < L; l++)
+        m->layers[l].ffn_norm = p + l * dim;
     p += L * dim;
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].w_gate, &p, hidden, dim);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].w_down, &p, dim, hidden);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].w_up, &p, hidden, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].w_gate, &p, hidden, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].w_down, &p, dim, hidden);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].w_up, &p, hidden, dim);
     m->output_norm = p;
     p += dim;
     p += (size_t)seq_len * hd; /* freq_cis_real and _imag, (seq_len, head_dim / 2) each */
-    if (shared) m->output = m->tok_embd;
-    else bin_matrix(&m->output, &p, vocab, dim);
+    if (shared)
+        m->output = m->tok_embd;
+    else
+        bin_matrix(&m->output, &p, vocab, dim);
     return 0;
 }
 
 /* ---- load / free ---- */
 
 /* Everything after the weights are in place: tokenizer check, RoPE table, pool. */
-static int llm_finish(struct llm *m, const struct llm_opts *opts, const char *name,
-                      struct err *err)
+static int llm_finish(struct llm *m, const struct llm_opts *opts, const char *name, struct err *err)
 {
     if (m->tok && tok_n_vocab(m->tok) != m->hp.n_vocab)
         return err_set(err, ERR_INVALID, "%s: the tokenizer has %d tokens, the model %d", name,
@@ -448,7 +478,8 @@ void llm_free(struct llm *m)
     if (!m) return;
     if (m->own_pool) pool_free(m->pool);
     tok_free(m->tok);
-    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    for (int i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
     free(m->layers);
     free(m->rope_inv_freq);
     gguf_close(m->gguf);
@@ -456,15 +487,42 @@ void llm_free(struct llm *m)
     free(m);
 }
 
-const struct llm_hparams *llm_hparams(const struct llm *m) { return &m->hp; }
-int llm_n_vocab(const struct llm *m) { return m->hp.n_vocab; }
-int llm_n_ctx_train(const struct llm *m) { return m->hp.n_ctx_train; }
-int llm_bos(const struct llm *m) { return m->tok ? tok_bos(m->tok) : 1; }
-int llm_eos(const struct llm *m) { return m->tok ? tok_eos(m->tok) : 2; }
-const struct tok *llm_tokenizer(const struct llm *m) { return m->tok; }
-const struct gguf_file *llm_gguf(const struct llm *m) { return m->gguf; }
-struct pool *llm_pool(const struct llm *m) { return m->pool; }
-size_t llm_weight_bytes(const struct llm *m) { return m->weight_bytes; }
+const struct llm_hparams *llm_hparams(const struct llm *m)
+{
+    return &m->hp;
+}
+int llm_n_vocab(const struct llm *m)
+{
+    return m->hp.n_vocab;
+}
+int llm_n_ctx_train(const struct llm *m)
+{
+    return m->hp.n_ctx_train;
+}
+int llm_bos(const struct llm *m)
+{
+    return m->tok ? tok_bos(m->tok) : 1;
+}
+int llm_eos(const struct llm *m)
+{
+    return m->tok ? tok_eos(m->tok) : 2;
+}
+const struct tok *llm_tokenizer(const struct llm *m)
+{
+    return m->tok;
+}
+const struct gguf_file *llm_gguf(const struct llm *m)
+{
+    return m->gguf;
+}
+struct pool *llm_pool(const struct llm *m)
+{
+    return m->pool;
+}
+size_t llm_weight_bytes(const struct llm *m)
+{
+    return m->weight_bytes;
+}
 
 /* ---- context ---- */
 
@@ -477,12 +535,12 @@ struct llm_ctx {
     unsigned char *tmp_seen;  /* (n_seq) */
     unsigned char *want;      /* (n_batch) */
     /* activations for n_batch rows */
-    float *x, *xb, *xo;       /* (B, n_embd) */
-    float *q, *att_out;       /* (B, q_dim) */
-    float *k, *v;             /* (B, kv_dim) */
-    float *hb, *hb2;          /* (B, n_ff) */
-    float *att;               /* (n_threads, n_ctx) */
-    float *rope_cs;           /* (B, n_rot) cos, sin pairs */
+    float *x, *xb, *xo; /* (B, n_embd) */
+    float *q, *att_out; /* (B, q_dim) */
+    float *k, *v;       /* (B, kv_dim) */
+    float *hb, *hb2;    /* (B, n_ff) */
+    float *att;         /* (n_threads, n_ctx) */
+    float *rope_cs;     /* (B, n_rot) cos, sin pairs */
     void *kscratch;
 };
 
@@ -498,8 +556,7 @@ static size_t max_scratch(size_t cur, const struct llm_w *w, int n)
     return s > cur ? s : cur;
 }
 
-struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_batch,
-                            struct err *err)
+struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_batch, struct err *err)
 {
     const struct llm_hparams *hp = &m->hp;
     if (n_ctx == 0) n_ctx = hp->n_ctx_train;
@@ -552,8 +609,8 @@ struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_bat
         ks = max_scratch(ks, &L->w_down, n_batch);
     }
     c->kscratch = ks ? aligned_alloc(64, (ks + 63) / 64 * 64) : NULL;
-    if (!c->k_cache || !c->v_cache || !c->seq_len || !c->tmp_len || !c->tmp_seen || !c->want || !c->x ||
-        !c->xb || !c->xo || !c->q || !c->att_out || !c->k || !c->v || !c->hb || !c->hb2 ||
+    if (!c->k_cache || !c->v_cache || !c->seq_len || !c->tmp_len || !c->tmp_seen || !c->want ||
+        !c->x || !c->xb || !c->xo || !c->q || !c->att_out || !c->k || !c->v || !c->hb || !c->hb2 ||
         !c->att || !c->rope_cs || (ks && !c->kscratch))
         goto oom;
     return c;
@@ -588,8 +645,14 @@ void llm_ctx_free(struct llm_ctx *c)
     free(c);
 }
 
-int llm_ctx_n_ctx(const struct llm_ctx *c) { return c->n_ctx; }
-int llm_ctx_n_seq(const struct llm_ctx *c) { return c->n_seq; }
+int llm_ctx_n_ctx(const struct llm_ctx *c)
+{
+    return c->n_ctx;
+}
+int llm_ctx_n_seq(const struct llm_ctx *c)
+{
+    return c->n_seq;
+}
 
 size_t llm_ctx_kv_bytes(const struct llm_ctx *c)
 {
@@ -616,8 +679,7 @@ void llm_seq_truncate(struct llm_ctx *c, int seq, int n_pos)
 
 int llm_seq_copy(struct llm_ctx *c, int src, int dst, int n_pos)
 {
-    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq)
-        return ERR_INVALID;
+    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq) return ERR_INVALID;
     if (n_pos < 0 || n_pos > c->seq_len[src]) return ERR_INVALID;
     if (src != dst) {
         size_t kv_dim = (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim;
@@ -661,11 +723,13 @@ static void attention_chunk(void *ctx, size_t b, size_t e, int tid)
             att[t] = kern_dot_row(GGML_TYPE_F32, kc + (size_t)t * kv_dim, q, D) * scale;
         ops_softmax(att, T);
         float *o = c->att_out + r * q_dim + (size_t)h * D;
-        for (int d = 0; d < D; d++) o[d] = 0.0f;
+        for (int d = 0; d < D; d++)
+            o[d] = 0.0f;
         for (int t = 0; t < T; t++) {
             const float *vr = vc + (size_t)t * kv_dim;
             float a = att[t];
-            for (int d = 0; d < D; d++) o[d] += a * vr[d];
+            for (int d = 0; d < D; d++)
+                o[d] += a * vr[d];
         }
     }
 }
@@ -685,7 +749,8 @@ static void add_bias(float *y, const float *bias, int n, int dim)
 {
     if (!bias) return;
     for (int r = 0; r < n; r++)
-        for (int i = 0; i < dim; i++) y[(size_t)r * dim + i] += bias[i];
+        for (int i = 0; i < dim; i++)
+            y[(size_t)r * dim + i] += bias[i];
 }
 
 /* Rotates pairs (2i, 2i+1), i < n_rot / 2, of every head of n rows of x (n, n_heads, D). */
@@ -745,26 +810,30 @@ static int forward_chunk(struct llm_ctx *c, const int *token, const int *pos, co
             memcpy(c->v_cache + at, c->v + (size_t)r * kv_dim, (size_t)kv_dim * sizeof(float));
         }
         size_t work = (size_t)n * hp->n_head, macs = 0;
-        for (int r = 0; r < n; r++) macs += (size_t)(pos[r] + 1) * 2 * q_dim;
+        for (int r = 0; r < n; r++)
+            macs += (size_t)(pos[r] + 1) * 2 * q_dim;
         if (m->pool && work > 1 && macs >= LLM_PAR_MIN_WORK)
             pool_for(m->pool, work, 1, attention_chunk, &st);
-        else attention_chunk(&st, 0, work, 0);
+        else
+            attention_chunk(&st, 0, work, 0);
         matmul(c, &L->wo, c->att_out, c->xo, n);
         add_bias(c->xo, L->bo, n, E);
-        for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->xo[i];
+        for (size_t i = 0; i < (size_t)n * E; i++)
+            c->x[i] += c->xo[i];
         ops_rmsnorm_forward(c->xb, NULL, c->x, L->ffn_norm, n, E, hp->rms_eps);
         matmul(c, &L->w_gate, c->xb, c->hb, n);
         matmul(c, &L->w_up, c->xb, c->hb2, n);
         ops_swiglu_forward(c->hb, c->hb, c->hb2, n, F);
         matmul(c, &L->w_down, c->hb, c->xo, n);
-        for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->xo[i];
+        for (size_t i = 0; i < (size_t)n * E; i++)
+            c->x[i] += c->xo[i];
     }
     /* Final norm only for the rows that want logits, packed, then one classifier matmul. */
     int k = 0;
     for (int r = 0; r < n; r++) {
         if (!want[r]) continue;
-        ops_rmsnorm_forward(c->xb + (size_t)k * E, NULL, c->x + (size_t)r * E, m->output_norm, 1,
-                            E, hp->rms_eps);
+        ops_rmsnorm_forward(c->xb + (size_t)k * E, NULL, c->x + (size_t)r * E, m->output_norm, 1, E,
+                            hp->rms_eps);
         k++;
     }
     if (k > 0 && out) matmul(c, &m->output, c->xb, out, k);
@@ -782,17 +851,23 @@ int llm_decode(struct llm_ctx *c, const struct llm_batch *b, float *logits_out, 
     for (int i = 0; i < b->n; i++) {
         int t = b->token[i], p = b->pos[i], s = b->seq[i];
         if (t < 0 || t >= hp->n_vocab)
-            return err_set(err, ERR_INVALID, "decode: row %d: token %d outside the vocabulary "
-                           "(%d)", i, t, hp->n_vocab);
+            return err_set(err, ERR_INVALID,
+                           "decode: row %d: token %d outside the vocabulary "
+                           "(%d)",
+                           i, t, hp->n_vocab);
         if (s < 0 || s >= c->n_seq)
             return err_set(err, ERR_INVALID, "decode: row %d: sequence %d outside [0, %d)", i, s,
                            c->n_seq);
         if (p < 0 || p >= c->n_ctx)
-            return err_set(err, ERR_INVALID, "decode: row %d: position %d outside the context "
-                           "(%d)", i, p, c->n_ctx);
+            return err_set(err, ERR_INVALID,
+                           "decode: row %d: position %d outside the context "
+                           "(%d)",
+                           i, p, c->n_ctx);
         if (c->tmp_seen[s] ? p != c->tmp_len[s] : p > c->tmp_len[s])
-            return err_set(err, ERR_INVALID, "decode: row %d: position %d of sequence %d leaves "
-                           "a gap or goes back (it holds %d)", i, p, s, c->tmp_len[s]);
+            return err_set(err, ERR_INVALID,
+                           "decode: row %d: position %d of sequence %d leaves "
+                           "a gap or goes back (it holds %d)",
+                           i, p, s, c->tmp_len[s]);
         c->tmp_seen[s] = 1;
         c->tmp_len[s] = p + 1;
     }
