@@ -771,6 +771,52 @@ static void rope_rows(const struct llm_ctx *c, float *x, int n, int n_heads)
     }
 }
 
+/* Row-wise element work (norms, residual adds, SwiGLU) spread over the pool for big batches
+ * (prompt prefill); one row at a time is too small to be worth waking threads for. */
+enum rowop { ROW_NORM, ROW_ADD, ROW_ADD_NORM, ROW_SWIGLU };
+
+struct rowjob {
+    enum rowop op;
+    float *x, *xb, *hb;
+    const float *xo, *hb2, *w;
+    int E, F;
+    float eps;
+};
+
+static void rowjob_chunk(void *ctx, size_t b, size_t e, int tid)
+{
+    (void)tid;
+    const struct rowjob *j = ctx;
+    for (size_t r = b; r < e; r++) {
+        float *x = j->x + r * j->E;
+        switch (j->op) {
+        case ROW_ADD:
+            for (int i = 0; i < j->E; i++)
+                x[i] += j->xo[r * j->E + i];
+            break;
+        case ROW_ADD_NORM:
+            for (int i = 0; i < j->E; i++)
+                x[i] += j->xo[r * j->E + i];
+            /* fall through */
+        case ROW_NORM:
+            ops_rmsnorm_forward(j->xb + r * j->E, NULL, x, j->w, 1, j->E, j->eps);
+            break;
+        case ROW_SWIGLU:
+            ops_swiglu_forward(j->hb + r * j->F, j->hb + r * j->F, j->hb2 + r * j->F, 1, j->F);
+            break;
+        }
+    }
+}
+
+static void rows_run(struct llm_ctx *c, struct rowjob *j, int n)
+{
+    size_t work = (size_t)n * (j->op == ROW_SWIGLU ? (size_t)j->F * 8 : (size_t)j->E * 4);
+    if (c->m->pool && n > 1 && work >= LLM_PAR_MIN_WORK)
+        pool_for(c->m->pool, (size_t)n, 0, rowjob_chunk, j);
+    else
+        rowjob_chunk(j, 0, (size_t)n, 0);
+}
+
 /* One forward over n <= n_batch validated rows; logits of rows with want != 0 go to `out`
  * in order. Returns the number of logit rows written. */
 static int forward_chunk(struct llm_ctx *c, const int *token, const int *pos, const int *seq,
@@ -795,7 +841,11 @@ static int forward_chunk(struct llm_ctx *c, const int *token, const int *pos, co
     for (int l = 0; l < hp->n_layer; l++) {
         const struct llm_layer *L = &m->layers[l];
         st.layer = l;
-        ops_rmsnorm_forward(c->xb, NULL, c->x, L->attn_norm, n, E, hp->rms_eps);
+        if (l == 0) { /* later layers fuse this norm with the previous residual add */
+            struct rowjob rj = {ROW_NORM, c->x,         c->xb, NULL, NULL,
+                                NULL,     L->attn_norm, E,     F,    hp->rms_eps};
+            rows_run(c, &rj, n);
+        }
         matmul(c, &L->wq, c->xb, c->q, n);
         matmul(c, &L->wk, c->xb, c->k, n);
         matmul(c, &L->wv, c->xb, c->v, n);
@@ -818,15 +868,18 @@ static int forward_chunk(struct llm_ctx *c, const int *token, const int *pos, co
             attention_chunk(&st, 0, work, 0);
         matmul(c, &L->wo, c->att_out, c->xo, n);
         add_bias(c->xo, L->bo, n, E);
-        for (size_t i = 0; i < (size_t)n * E; i++)
-            c->x[i] += c->xo[i];
-        ops_rmsnorm_forward(c->xb, NULL, c->x, L->ffn_norm, n, E, hp->rms_eps);
+        struct rowjob rj = {ROW_ADD_NORM, c->x,        c->xb, c->hb, c->xo,
+                            c->hb2,       L->ffn_norm, E,     F,     hp->rms_eps};
+        rows_run(c, &rj, n); /* x += attention out; xb = norm(x) */
         matmul(c, &L->w_gate, c->xb, c->hb, n);
         matmul(c, &L->w_up, c->xb, c->hb2, n);
-        ops_swiglu_forward(c->hb, c->hb, c->hb2, n, F);
+        rj.op = ROW_SWIGLU;
+        rows_run(c, &rj, n);
         matmul(c, &L->w_down, c->hb, c->xo, n);
-        for (size_t i = 0; i < (size_t)n * E; i++)
-            c->x[i] += c->xo[i];
+        /* x += ffn out, then the next layer's attention norm in the same pass */
+        rj.op = l + 1 < hp->n_layer ? ROW_ADD_NORM : ROW_ADD;
+        rj.w = l + 1 < hp->n_layer ? m->layers[l + 1].attn_norm : NULL;
+        rows_run(c, &rj, n);
     }
     /* Final norm only for the rows that want logits, packed, then one classifier matmul. */
     int k = 0;
