@@ -259,11 +259,30 @@ static void check_batched(struct llm *m)
     assert_int_equal(llm_decode(c, &bc, out, &e), 0);
     assert_true(max_abs_diff(out, ref[3] + (size_t)5 * nv, nv) < 1e-4);
 
+    /* rewinding: truncate slot 0 to 3 positions and decode different tokens from there; the
+     * result matches a fresh run of that token sequence */
+    llm_seq_truncate(c, 0, 3);
+    assert_int_equal(llm_seq_len(c, 0), 3);
+    int alt[5] = {toks[3][0], toks[3][1], toks[3][2], toks[1][3], toks[2][4]};
+    float *ref_alt = single_logits(m, alt, 5);
+    int p34[2] = {3, 4}, s00[2] = {0, 0};
+    struct llm_batch br = {2, alt + 3, p34, s00, NULL}; /* logits of the last row */
+    assert_int_equal(llm_decode(c, &br, out, &e), 0);
+    assert_true(max_abs_diff(out, ref_alt + (size_t)4 * nv, nv) < 1e-4);
+    free(ref_alt);
+
     /* bad rows are refused before anything runs */
     int bad_pos = 9, bad_tok = nv;
     struct llm_batch gap = {1, &toks[0][0], &bad_pos, &s0, NULL};
     assert_int_equal(llm_decode(c, &gap, out, &e), ERR_INVALID);
     assert_non_null(strstr(e.msg, "gap"));
+    int back[2] = {2, 1}; /* one sequence going back inside a batch */
+    struct llm_batch gb = {2, alt, back, s00, NULL};
+    assert_int_equal(llm_decode(c, &gb, out, &e), ERR_INVALID);
+    int bad_seq = S;
+    struct llm_batch bs = {1, alt, p34, &bad_seq, NULL};
+    assert_int_equal(llm_decode(c, &bs, out, &e), ERR_INVALID);
+    assert_non_null(strstr(e.msg, "sequence"));
     struct llm_batch badt = {1, &bad_tok, &p5, &s0, NULL};
     assert_int_equal(llm_decode(c, &badt, out, &e), ERR_INVALID);
     assert_non_null(strstr(e.msg, "vocabulary"));

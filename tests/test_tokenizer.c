@@ -258,6 +258,61 @@ static void test_tok512_matches_gguf(void **st)
     gguf_close(f);
 }
 
+/* tokenizer.ggml.add_space_prefix = false and add_bos_token = false are honoured; an
+ * unsupported tokenizer model is refused by name. */
+static void test_gguf_flags(void **st)
+{
+    (void)st;
+    char p[512], dir[64], q[128];
+    test_data_path(p, sizeof p, VOCAB_REL);
+    TEST_REQUIRE_PATH(p);
+    struct err e = {0};
+    struct gguf_file *f = gguf_open(p, &e);
+    assert_non_null(f);
+    test_tmpdir(dir, sizeof dir);
+    snprintf(q, sizeof q, "%s/v.gguf", dir);
+    for (int variant = 0; variant < 2; variant++) {
+        struct gguf_writer *w = gguf_writer_new();
+        for (uint64_t i = 0; i < gguf_n_kv(f); i++) {
+            const struct gguf_kv *kv = gguf_kv_at(f, i);
+            if (gguf_str_eq(kv->key, "general.alignment")) continue;
+            assert_int_equal(gguf_writer_copy_kv(w, kv), 0);
+        }
+        if (variant == 0) {
+            gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", false);
+            gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
+        } else {
+            gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+        }
+        assert_int_equal(gguf_writer_write(w, q, &e), 0);
+        gguf_writer_free(w);
+        struct gguf_file *g = gguf_open(q, &e);
+        assert_non_null(g);
+        struct tok *t = tok_load_gguf(g, &e);
+        if (variant == 0) {
+            assert_non_null(t);
+            assert_false(tok_add_bos(t));
+            int ids[16];
+            int n = tok_encode(t, "Hello world", 11, false, false, ids, 16, &e);
+            assert_int_equal(n, 2);
+            size_t len;
+            const char *pc = tok_piece(t, ids[0], &len);
+            assert_int_equal(len, 5);
+            assert_memory_equal(pc, "Hello", 5);
+            pc = tok_piece(t, ids[1], &len);
+            assert_memory_equal(pc, "\xe2\x96\x81world", len);
+            tok_free(t);
+        } else {
+            assert_null(t);
+            assert_int_equal(e.code, ERR_UNSUPPORTED);
+            assert_non_null(strstr(e.msg, "'gpt2'"));
+        }
+        gguf_close(g);
+    }
+    gguf_close(f);
+    test_rmtree(dir);
+}
+
 /* A small vocabulary in llama2.c's tokenizer.bin format (spaces as ' '), with the
  * fuzz_tokenizer input header: u16 n_vocab, u16 text length, text, then the file. */
 static int write_seed(const char *path, const char *text, int variant)
@@ -303,7 +358,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama_spm_suite),     cmocka_unit_test(test_llama2c_tokenizer_bin),
         cmocka_unit_test(test_stream_utf8),         cmocka_unit_test(test_special_tokens),
-        cmocka_unit_test(test_tok512_matches_gguf),
+        cmocka_unit_test(test_tok512_matches_gguf), cmocka_unit_test(test_gguf_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
