@@ -307,6 +307,46 @@ static void test_batched_equals_single(void **st)
     llm_free(m);
 }
 
+/* An f16 KV cache: half the bytes, logits close to the f32 cache's, same greedy tokens. */
+static void test_kv_f16(void **st)
+{
+    (void)st;
+    char gp[512];
+    test_data_path(gp, sizeof gp, GGUF_REL);
+    TEST_REQUIRE_PATH(gp);
+    struct llm *m = load(gp, NULL, 2);
+    struct err e = {0};
+    struct llm_ctx_cfg c32 = {1, 256, 0, false}, c16 = {1, 256, 0, true};
+    struct llm_ctx *a = llm_ctx_new_cfg(m, &c32, &e), *b = llm_ctx_new_cfg(m, &c16, &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(llm_ctx_kv_bytes(a), 2 * llm_ctx_kv_bytes(b));
+    const int nv = llm_n_vocab(m);
+    float *la = malloc((size_t)nv * sizeof *la), *lb = malloc((size_t)nv * sizeof *lb);
+    int ta = llm_bos(m), tb = ta, seq = 0, same = 0;
+    double worst = 0;
+    for (int pos = 0; pos < 120; pos++) {
+        struct llm_batch ba = {1, &ta, &pos, &seq, NULL}, bb = {1, &tb, &pos, &seq, NULL};
+        assert_int_equal(llm_decode(a, &ba, la, &e), 0);
+        assert_int_equal(llm_decode(b, &bb, lb, &e), 0);
+        if (ta == tb) {
+            double d = max_abs_diff(la, lb, nv);
+            if (d > worst) worst = d;
+        }
+        ta = argmax(la, nv);
+        tb = argmax(lb, nv);
+        same += ta == tb && same == pos;
+    }
+    print_message("f16 KV: %d of 120 greedy tokens as f32, max |logit diff| %g\n", same, worst);
+    assert_true(same >= 50);
+    assert_true(worst < 0.05);
+    free(la);
+    free(lb);
+    llm_ctx_free(a);
+    llm_ctx_free(b);
+    llm_free(m);
+}
+
 /* ---- files written with the gguf writer ---- */
 
 enum variant { V_COPY, V_Q8, V_ARCH, V_TYPE, V_SHAPE, V_MISSING };
@@ -817,11 +857,19 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden_bin),           cmocka_unit_test(test_golden_gguf),
-        cmocka_unit_test(test_bin_gguf_same_logits), cmocka_unit_test(test_batched_equals_single),
-        cmocka_unit_test(test_q8_0_same_text),       cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_generate_run),         cmocka_unit_test(test_tiny_model),
+        /* clang-format off */
+        cmocka_unit_test(test_golden_bin),
+        cmocka_unit_test(test_golden_gguf),
+        cmocka_unit_test(test_bin_gguf_same_logits),
+        cmocka_unit_test(test_batched_equals_single),
+        cmocka_unit_test(test_kv_f16),
+        cmocka_unit_test(test_q8_0_same_text),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_generate_run),
+        cmocka_unit_test(test_tiny_model),
         cmocka_unit_test(test_cli_generate),
+        /* clang-format on */
     };
+
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -529,25 +529,28 @@ size_t llm_weight_bytes(const struct llm *m)
 struct llm_ctx {
     const struct llm *m;
     int n_seq, n_ctx, n_batch, n_threads;
-    float *k_cache, *v_cache; /* (n_layer, n_seq, n_ctx, kv_dim) */
-    int *seq_len;             /* (n_seq) positions held */
-    int *tmp_len;             /* (n_seq) validation scratch */
-    unsigned char *tmp_seen;  /* (n_seq) */
-    unsigned char *want;      /* (n_batch) */
+    enum ggml_type kv_type;     /* F32 or F16 */
+    size_t kv_elt;              /* bytes per cached value */
+    uint8_t *k_cache, *v_cache; /* (n_layer, n_seq, n_ctx, kv_dim) of kv_type */
+    int *seq_len;               /* (n_seq) positions held */
+    int *tmp_len;               /* (n_seq) validation scratch */
+    unsigned char *tmp_seen;    /* (n_seq) */
+    unsigned char *want;        /* (n_batch) */
     /* activations for n_batch rows */
     float *x, *xb, *xo; /* (B, n_embd) */
     float *q, *att_out; /* (B, q_dim) */
     float *k, *v;       /* (B, kv_dim) */
     float *hb, *hb2;    /* (B, n_ff) */
-    float *att;         /* (n_threads, n_ctx) */
+    float *att;         /* (n_threads, n_ctx + head_dim) scores, then a V row */
     float *rope_cs;     /* (B, n_rot) cos, sin pairs */
     void *kscratch;
 };
 
-static size_t kv_index(const struct llm_ctx *c, int l, int seq, int pos)
+/* Byte offset of (layer, seq, pos) in the K or V cache. */
+static size_t kv_offset(const struct llm_ctx *c, int l, int seq, int pos)
 {
     size_t kv_dim = (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim;
-    return (((size_t)l * c->n_seq + seq) * c->n_ctx + pos) * kv_dim;
+    return (((size_t)l * c->n_seq + seq) * c->n_ctx + pos) * kv_dim * c->kv_elt;
 }
 
 static size_t max_scratch(size_t cur, const struct llm_w *w, int n)
@@ -558,7 +561,14 @@ static size_t max_scratch(size_t cur, const struct llm_w *w, int n)
 
 struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_batch, struct err *err)
 {
+    struct llm_ctx_cfg cfg = {n_seq, n_ctx, n_batch, false};
+    return llm_ctx_new_cfg(m, &cfg, err);
+}
+
+struct llm_ctx *llm_ctx_new_cfg(const struct llm *m, const struct llm_ctx_cfg *cfg, struct err *err)
+{
     const struct llm_hparams *hp = &m->hp;
+    int n_seq = cfg->n_seq, n_ctx = cfg->n_ctx, n_batch = cfg->n_batch;
     if (n_ctx == 0) n_ctx = hp->n_ctx_train;
     if (n_batch == 0) n_batch = 256;
     if (n_seq < 1 || n_seq > 4096 || n_ctx < 1 || n_ctx > LLM_MAX_CTX || n_batch < 1 ||
@@ -574,14 +584,16 @@ struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_bat
     c->n_ctx = n_ctx;
     c->n_batch = n_batch;
     c->n_threads = m->pool ? pool_threads(m->pool) : 1;
+    c->kv_type = cfg->kv_f16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+    c->kv_elt = cfg->kv_f16 ? 2 : 4;
     size_t B = (size_t)n_batch, q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     size_t kv;
     if (__builtin_mul_overflow((size_t)hp->n_layer * n_seq, (size_t)n_ctx * kv_dim, &kv) ||
-        kv > ((size_t)1 << 40) / sizeof(float))
+        kv > ((size_t)1 << 40) / c->kv_elt)
         goto oom;
-    c->k_cache = calloc(kv, sizeof(float));
-    c->v_cache = calloc(kv, sizeof(float));
+    c->k_cache = calloc(kv, c->kv_elt);
+    c->v_cache = calloc(kv, c->kv_elt);
     c->seq_len = calloc((size_t)n_seq, sizeof(int));
     c->tmp_len = calloc((size_t)n_seq, sizeof(int));
     c->tmp_seen = calloc((size_t)n_seq, 1);
@@ -595,7 +607,7 @@ struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_bat
     c->v = malloc(B * kv_dim * sizeof(float));
     c->hb = malloc(B * hp->n_ff * sizeof(float));
     c->hb2 = malloc(B * hp->n_ff * sizeof(float));
-    c->att = malloc((size_t)c->n_threads * n_ctx * sizeof(float));
+    c->att = malloc((size_t)c->n_threads * (n_ctx + hp->head_dim) * sizeof(float));
     c->rope_cs = malloc(B * (hp->n_rot + 2) * sizeof(float));
     size_t ks = max_scratch(0, &m->output, n_batch);
     for (int l = 0; l < hp->n_layer; l++) {
@@ -657,8 +669,7 @@ int llm_ctx_n_seq(const struct llm_ctx *c)
 size_t llm_ctx_kv_bytes(const struct llm_ctx *c)
 {
     const struct llm_hparams *hp = &c->m->hp;
-    return 2 * (size_t)hp->n_layer * c->n_seq * c->n_ctx * hp->n_head_kv * hp->head_dim *
-           sizeof(float);
+    return 2 * (size_t)hp->n_layer * c->n_seq * c->n_ctx * hp->n_head_kv * hp->head_dim * c->kv_elt;
 }
 
 int llm_seq_len(const struct llm_ctx *c, int seq)
@@ -684,10 +695,10 @@ int llm_seq_copy(struct llm_ctx *c, int src, int dst, int n_pos)
     if (src != dst) {
         size_t kv_dim = (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim;
         for (int l = 0; l < c->m->hp.n_layer; l++) {
-            memcpy(c->k_cache + kv_index(c, l, dst, 0), c->k_cache + kv_index(c, l, src, 0),
-                   (size_t)n_pos * kv_dim * sizeof(float));
-            memcpy(c->v_cache + kv_index(c, l, dst, 0), c->v_cache + kv_index(c, l, src, 0),
-                   (size_t)n_pos * kv_dim * sizeof(float));
+            memcpy(c->k_cache + kv_offset(c, l, dst, 0), c->k_cache + kv_offset(c, l, src, 0),
+                   (size_t)n_pos * kv_dim * c->kv_elt);
+            memcpy(c->v_cache + kv_offset(c, l, dst, 0), c->v_cache + kv_offset(c, l, src, 0),
+                   (size_t)n_pos * kv_dim * c->kv_elt);
         }
     }
     c->seq_len[dst] = n_pos;
@@ -712,21 +723,26 @@ static void attention_chunk(void *ctx, size_t b, size_t e, int tid)
     const int H = hp->n_head, D = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     const size_t kv_dim = (size_t)hp->n_head_kv * D, q_dim = (size_t)H * D;
     const float scale = 1.0f / sqrtf((float)D);
-    float *att = c->att + (size_t)tid * c->n_ctx;
+    float *att = c->att + (size_t)tid * (c->n_ctx + D), *vtmp = att + c->n_ctx;
+    const size_t kv_row = kv_dim * c->kv_elt, head_off = (size_t)D * c->kv_elt;
     for (size_t i = b; i < e; i++) {
         int r = (int)(i / (size_t)H), h = (int)(i % (size_t)H), hk = h / group;
         int T = s->pos[r] + 1;
         const float *q = c->q + r * q_dim + (size_t)h * D;
-        const float *kc = c->k_cache + kv_index(c, s->layer, s->seq[r], 0) + (size_t)hk * D;
-        const float *vc = c->v_cache + kv_index(c, s->layer, s->seq[r], 0) + (size_t)hk * D;
+        const uint8_t *kc = c->k_cache + kv_offset(c, s->layer, s->seq[r], 0) + hk * head_off;
+        const uint8_t *vc = c->v_cache + kv_offset(c, s->layer, s->seq[r], 0) + hk * head_off;
         for (int t = 0; t < T; t++)
-            att[t] = kern_dot_row(GGML_TYPE_F32, kc + (size_t)t * kv_dim, q, D) * scale;
+            att[t] = kern_dot_row(c->kv_type, kc + (size_t)t * kv_row, q, D) * scale;
         ops_softmax(att, T);
         float *o = c->att_out + r * q_dim + (size_t)h * D;
         for (int d = 0; d < D; d++)
             o[d] = 0.0f;
         for (int t = 0; t < T; t++) {
-            const float *vr = vc + (size_t)t * kv_dim;
+            const float *vr = (const float *)(vc + (size_t)t * kv_row);
+            if (c->kv_type != GGML_TYPE_F32) {
+                kern_dequantize_row(c->kv_type, vr, vtmp, D);
+                vr = vtmp;
+            }
             float a = att[t];
             for (int d = 0; d < D; d++)
                 o[d] += a * vr[d];
@@ -751,6 +767,14 @@ static void add_bias(float *y, const float *bias, int n, int dim)
     for (int r = 0; r < n; r++)
         for (int i = 0; i < dim; i++)
             y[(size_t)r * dim + i] += bias[i];
+}
+
+static void kv_store(const struct llm_ctx *c, uint8_t *dst, const float *src, int n)
+{
+    if (c->kv_type == GGML_TYPE_F32)
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    else
+        kern_quantize_row(c->kv_type, src, dst, n);
 }
 
 /* Rotates pairs (2i, 2i+1), i < n_rot / 2, of every head of n rows of x (n, n_heads, D). */
@@ -855,9 +879,9 @@ static int forward_chunk(struct llm_ctx *c, const int *token, const int *pos, co
         rope_rows(c, c->q, n, hp->n_head);
         rope_rows(c, c->k, n, hp->n_head_kv);
         for (int r = 0; r < n; r++) {
-            size_t at = kv_index(c, l, seq[r], pos[r]);
-            memcpy(c->k_cache + at, c->k + (size_t)r * kv_dim, (size_t)kv_dim * sizeof(float));
-            memcpy(c->v_cache + at, c->v + (size_t)r * kv_dim, (size_t)kv_dim * sizeof(float));
+            size_t at = kv_offset(c, l, seq[r], pos[r]);
+            kv_store(c, c->k_cache + at, c->k + (size_t)r * kv_dim, kv_dim);
+            kv_store(c, c->v_cache + at, c->v + (size_t)r * kv_dim, kv_dim);
         }
         size_t work = (size_t)n * hp->n_head, macs = 0;
         for (int r = 0; r < n; r++)

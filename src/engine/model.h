@@ -65,6 +65,13 @@ size_t llm_weight_bytes(const struct llm *m);
  *  are split). NULL + err when memory is short or arguments are out of range. */
 struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_batch,
                             struct err *err);
+/** Context settings; llm_ctx_new(m, s, c, b) is llm_ctx_new_cfg with {s, c, b, false}. */
+struct llm_ctx_cfg {
+    int n_seq, n_ctx, n_batch; /* as for llm_ctx_new */
+    bool kv_f16;               /* keep K and V as f16 (half the memory, as llama.cpp does) */
+};
+struct llm_ctx *llm_ctx_new_cfg(const struct llm *m, const struct llm_ctx_cfg *cfg,
+                                struct err *err);
 void llm_ctx_free(struct llm_ctx *c);
 int llm_ctx_n_ctx(const struct llm_ctx *c);
 int llm_ctx_n_seq(const struct llm_ctx *c);
