@@ -8,6 +8,7 @@
 
 #include "testutil.h"
 
+#include "engine/chat.h"
 #include "engine/generate.h"
 #include "engine/gguf.h"
 #include "engine/kernels.h"
@@ -702,6 +703,26 @@ static void test_tiny_model(void **st)
     assert_int_equal(ids[1], 20);
     assert_int_equal(ids[2], 26);
     assert_int_equal(ids[3], 27);
+    /* chat prompts: the family comes from the file's template (chatml here) or the override;
+     * "</s>" in a zephyr prompt becomes the EOS control token */
+    struct generate_opts go = {.prompt = "the cat", .system = "be nice", .chat = true};
+    int fam = -1;
+    n = generate_tokenize_prompt(m, &go, ids, 16, &fam, NULL);
+    assert_true(n > 3);
+    assert_int_equal(fam, CHAT_CHATML);
+    go.template_name = "zephyr";
+    int zid[64];
+    n = generate_tokenize_prompt(m, &go, zid, 64, &fam, NULL);
+    assert_int_equal(fam, CHAT_ZEPHYR);
+    assert_int_equal(zid[0], 1);
+    int n_eos = 0;
+    for (int i = 0; i < n; i++)
+        n_eos += zid[i] == 2;
+    assert_int_equal(n_eos, 2); /* after the system and the user message */
+    go.chat = false;
+    n = generate_tokenize_prompt(m, &go, zid, 64, &fam, NULL);
+    assert_int_equal(n, 4);
+    assert_int_equal(fam, CHAT_NONE);
     llm_free(m);
 
     /* Q8_0 weights with partial rotary (half the head) load and stay close to f32 */

@@ -40,12 +40,12 @@ static int chat_family_for(const struct llm *m, const char *name, struct err *er
     return CHAT_NONE;
 }
 
-/* Builds the prompt ids: BOS + plain prompt, or BOS + the chat-formatted conversation. */
-static int build_prompt(const struct llm *m, const struct generate_opts *o, int *ids, int cap,
-                        int *family, struct err *err)
+int generate_tokenize_prompt(const struct llm *m, const struct generate_opts *o, int *ids, int cap,
+                             int *family, struct err *err)
 {
     const struct tok *t = llm_tokenizer(m);
     const char *p = o->prompt ? o->prompt : "";
+    if (!t) return err_set(err, ERR_INVALID, "the model has no tokenizer");
     *family = CHAT_NONE;
     if (strlen(p) > GEN_MAX_PROMPT_BYTES)
         return err_set(err, ERR_INVALID, "prompt longer than %d bytes", GEN_MAX_PROMPT_BYTES);
@@ -94,7 +94,7 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
         rc = err_set(err, ERR_NOMEM, "out of memory");
         goto done;
     }
-    int n = build_prompt(m, o, ids, n_ctx, &family, err);
+    int n = generate_tokenize_prompt(m, o, ids, n_ctx, &family, err);
     if (n < 0) {
         rc = n;
         if (rc == ERR_NOMEM) err_prefix(err, "prompt does not fit the context of %d", n_ctx);

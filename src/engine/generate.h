@@ -31,6 +31,14 @@ struct generate_stats {
     bool hit_eos, hit_stop, hit_ctx;
 };
 
+/** The prompt's ids: BOS + o->prompt, or (o->chat) BOS + the system and user messages
+ *  formatted by the chat family (o->template_name, else detected from the model's
+ *  tokenizer.chat_template), special tokens parsed. `*family` receives the family used (its
+ *  chat_stop_string ends a turn). Returns the count or a negative err_code (ERR_NOMEM when
+ *  more than `cap` ids are needed). */
+int generate_tokenize_prompt(const struct llm *m, const struct generate_opts *o, int *ids, int cap,
+                             int *family, struct err *err);
+
 /** Runs one generation on a fresh single-sequence context, writing text to `out` (flushed
  *  after each piece). Returns 0 or a negative err_code. */
 int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
