@@ -707,7 +707,8 @@ static void test_tiny_model(void **st)
      * "</s>" in a zephyr prompt becomes the EOS control token */
     struct generate_opts go = {.prompt = "the cat", .system = "be nice", .chat = true};
     int fam = -1;
-    n = generate_tokenize_prompt(m, &go, ids, 16, &fam, NULL);
+    int cid[256];
+    n = generate_tokenize_prompt(m, &go, cid, 256, &fam, NULL);
     assert_true(n > 3);
     assert_int_equal(fam, CHAT_CHATML);
     go.template_name = "zephyr";
