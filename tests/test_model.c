@@ -855,6 +855,17 @@ static void test_generate_run(void **st)
     assert_true(gs.n_prompt == 5);
     assert_true(strncmp(buf, gold, 16) == 0); /* the golden text starts the same way */
     free(buf);
+    /* a stop string inside the echoed prompt does not stop generation */
+    const char *stop_time[] = {"time"};
+    o.stop = stop_time;
+    o.n_stop = 1;
+    f = open_memstream(&buf, &blen);
+    assert_int_equal(generate_run(m, &o, f, &gs, &e), 0);
+    fclose(f);
+    assert_int_equal(gs.n_gen, 10);
+    assert_false(gs.hit_stop);
+    free(buf);
+    o.n_stop = 0;
 
     /* chat mode with an explicit template runs (the tiny model knows no chat) */
     o.chat = true;

@@ -126,7 +126,10 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
         sampler_accept(smp, ids[i]);
         pos[i] = i;
         size_t k = tok_stream_push(&ts, ids[i], piece);
-        if (o->echo_prompt && !o->chat) emit(out, &stop, piece, k);
+        if (o->echo_prompt && !o->chat && k > 0) { /* the prompt is not checked for stops */
+            fwrite(piece, 1, k, out);
+            fflush(out);
+        }
     }
     if (!o->echo_prompt || o->chat) { /* start clean after the prompt */
         tok_stream_init(&ts, t);
