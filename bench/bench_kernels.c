@@ -108,12 +108,14 @@ static float frand(void)
 
 /* One (type, shape, threads, n) measurement: runs for about `seconds`, reports the median
  * time of the repetitions. */
+static int g_hot; /* --hot: one copy of the weights (cache-resident for small shapes) */
+
 static void bench_one(int ti, const struct shape *sh, struct pool *pool, int n, double seconds)
 {
     enum ggml_type t = k_types[ti].t;
     size_t rb = (size_t)sh->cols / k_types[ti].blck * k_types[ti].bytes;
     size_t mbytes = rb * sh->rows;
-    size_t copies = n == 1 ? ((size_t)256 << 20) / mbytes + 1 : 1;
+    size_t copies = n == 1 && !g_hot ? ((size_t)256 << 20) / mbytes + 1 : 1;
     if (copies > 64) copies = 64;
     uint8_t *w = malloc(mbytes * copies);
     float *row = malloc(sizeof(float) * sh->cols);
@@ -184,10 +186,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--types") && i + 1 < argc) types = argv[++i];
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
         else if (!strcmp(argv[i], "--n") && i + 1 < argc) ns = argv[++i];
+        else if (!strcmp(argv[i], "--hot")) g_hot = 1;
         else {
             fprintf(stderr,
                     "usage: bench_kernels [--seconds S] [--threads 1,2] [--types q4_0,q8_0]"
-                    " [--isa scalar|avx2|avx512] [--n 1,64]\n");
+                    " [--isa scalar|avx2|avx512] [--n 1,64] [--hot]\n");
             return 2;
         }
     }

@@ -1,8 +1,6 @@
 /* AVX-512 (F, BW, VL, VNNI) kernels: the bodies of kernels_x86.h built with vpdpbusd for the
  * u8 x s8 dots and the 32 vector registers AVX-512 gives (larger register tiles). See
  * kernels_avx2.c for how the target is selected. */
-#include <stdlib.h>
-
 #include "engine/kernels_impl.h"
 
 #if defined(__x86_64__)
@@ -11,6 +9,7 @@
 
 #define KX(name) name##_avx512
 #define KX_VNNI 1
+#define KX_FLOAT_ONLY 1
 #define KX_NR_F 4
 #define KX_NC_F 4
 #define KX_NR_Q8 4
@@ -102,16 +101,28 @@ kz_tile_q4k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y
     for (int i = 0; i < NR; i++)
         KZ_UNROLL
         for (int j = 0; j < NC; j++) acc[i][j] = _mm512_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    /* permutexvar indices spreading scale 2g over the low 256 bits and 2g+1 over the high */
+    const __m512i sidx[4] = {
+        _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1),
+        _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1),
+        _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(5), 1),
+        _mm512_inserti64x4(_mm512_set1_epi16(6), _mm256_set1_epi16(7), 1),
+    };
     for (int b = 0; b < nk; b++) {
         const struct blk_q4_k *blk[4];
-        uint8_t sc[4][8], mn[4][8];
+        __m512i sc16[4];
+        __m128i mins[4];
         __m512i isum[4][4];
         KZ_UNROLL
         for (int i = 0; i < NR; i++) {
             blk[i] = (const struct blk_q4_k *)(W + (size_t)(r + i) * wstride) + b;
-            KZ_UNROLL
-            for (int s = 0; s < 8; s++) kern_q4k_scale(s, blk[i]->scales, &sc[i][s], &mn[i][s]);
+            uint32_t u[4];
+            kern_q4k_unpack(blk[i]->scales, u);
+            __m128i su = _mm_loadu_si128((const __m128i *)u);
+            sc16[i] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(su));
+            mins[i] = _mm_cvtepu8_epi16(_mm_srli_si128(su, 8));
             KZ_UNROLL
             for (int j = 0; j < NC; j++) isum[i][j] = _mm512_setzero_si512();
         }
@@ -120,30 +131,26 @@ kz_tile_q4k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y
             __m512i q[4], scv[4];
             KZ_UNROLL
             for (int i = 0; i < NR; i++) {
-                __m256i raw = _mm256_loadu_si256((const __m256i *)(blk[i]->qs + 32 * g));
-                q[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(raw, m4)),
-                                          _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), 1);
-                scv[i] = _mm512_inserti64x4(_mm512_set1_epi16(sc[i][2 * g]),
-                                            _mm256_set1_epi16(sc[i][2 * g + 1]), 1);
+                __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk[i]->qs + 32 * g)));
+                q[i] = _mm512_and_si512(_mm512_srlv_epi16(raw, shv), m4); /* [low | high nibbles] */
+                scv[i] = _mm512_permutexvar_epi16(sidx[g], sc16[i]);
             }
             KZ_UNROLL
             for (int j = 0; j < NC; j++) {
                 __m512i y = _mm512_loadu_si512((const void *)(a[j].qs + 256 * b + 64 * g));
                 KZ_UNROLL
                 for (int i = 0; i < NR; i++)
-                    isum[i][j] = _mm512_add_epi32(
-                        isum[i][j], _mm512_madd_epi16(_mm512_maddubs_epi16(q[i], y), scv[i]));
+                    isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(q[i], y), scv[i]);
             }
         }
         KZ_UNROLL
         for (int i = 0; i < NR; i++) {
-            __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn[i]));
             float d = _cvtsh_ss(blk[i]->d), dmin = _cvtsh_ss(blk[i]->dmin);
             KZ_UNROLL
             for (int j = 0; j < NC; j++) {
                 float dy = a[j].d[b];
                 __m128i bs = _mm_loadu_si128((const __m128i *)(a[j].bsum32 + 8 * b));
-                __m512 msum = _mm512_zextps128_ps512(_mm_cvtepi32_ps(_mm_madd_epi16(mins, bs)));
+                __m512 msum = _mm512_zextps128_ps512(_mm_cvtepi32_ps(_mm_madd_epi16(mins[i], bs)));
                 acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][j]), _mm512_set1_ps(d * dy), acc[i][j]);
                 acc[i][j] = _mm512_fnmadd_ps(msum, _mm512_set1_ps(dmin * dy), acc[i][j]);
             }
@@ -213,8 +220,7 @@ kz_tile_q6k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y
                     __m512i y = _mm512_loadu_si512((const void *)(a[j].qs + 256 * b + 128 * h + 64 * p));
                     KZ_UNROLL
                     for (int i = 0; i < NR; i++)
-                        isum[i][j] = _mm512_add_epi32(
-                            isum[i][j], _mm512_madd_epi16(_mm512_maddubs_epi16(q[i], y), scv[i]));
+                        isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(q[i], y), scv[i]);
                 }
             }
         KZ_UNROLL
@@ -321,15 +327,88 @@ KZ_ROWS_K(kz_rows_q4_k, kz_tile_q4k)
 KZ_ROWS_K(kz_rows_q6_k, kz_tile_q6k)
 #undef TILEFN
 
+/* ---- activation quantization: the same bytes as kern_act_quantize (same products, same
+ * round-half-even conversion), 16 values per instruction. */
+
+static void kz_act_q8_0(const float *x, void *out, int cols)
+{
+    struct kern_arow r = kern_arow_at(KERN_ACT_Q8_0, out, cols);
+    int8_t *qs = (int8_t *)r.qs;
+    float *d = (float *)r.d, *dx = (float *)r.dx;
+    int32_t *sum = (int32_t *)r.sum, *nsx = (int32_t *)r.nsx;
+    for (int i = 0; i < cols / 32; i++) {
+        __m512 a = _mm512_loadu_ps(x + 32 * i), b = _mm512_loadu_ps(x + 32 * i + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+        float dd = amax / 127.0f, id = dd != 0 ? 1.0f / dd : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid));
+        __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
+        _mm_storeu_si128((__m128i *)(qs + 32 * i), _mm512_cvtsepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(qs + 32 * i + 16), _mm512_cvtsepi32_epi8(qb));
+        int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+        d[i] = dd;
+        sum[i] = s;
+        _mm256_storeu_ps(dx + 8 * i, _mm256_set1_ps(dd));
+        _mm256_storeu_si256((__m256i *)(nsx + 8 * i), _mm256_set1_epi32(-s));
+    }
+}
+
+static void kz_act_q8_k(const float *x, void *out, int cols)
+{
+    struct kern_arow r = kern_arow_at(KERN_ACT_Q8_K, out, cols);
+    int8_t *qs = (int8_t *)r.qs;
+    float *d = (float *)r.d;
+    int16_t *bsum = (int16_t *)r.bsum, *bsum32 = (int16_t *)r.bsum32;
+    for (int i = 0; i < cols / 256; i++) {
+        const float *xb = x + 256 * i;
+        __m512 am = _mm512_setzero_ps();
+        for (int k = 0; k < 16; k++) am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_loadu_ps(xb + 16 * k)));
+        float amax = _mm512_reduce_max_ps(am);
+        if (amax == 0) {
+            d[i] = 0;
+            memset(qs + 256 * i, 0, 256);
+            memset(bsum + 16 * i, 0, 32);
+            memset(bsum32 + 8 * i, 0, 16);
+            continue;
+        }
+        float max = 0; /* the first value of largest magnitude, as the scalar loop picks */
+        for (int k = 0; k < 16; k++) {
+            __mmask16 m = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(xb + 16 * k)),
+                                             _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (m) {
+                max = xb[16 * k + __builtin_ctz(m)];
+                break;
+            }
+        }
+        float iscale = -128.0f / max;
+        __m512 vis = _mm512_set1_ps(iscale);
+        const __m512i lim = _mm512_set1_epi32(127);
+        for (int k = 0; k < 16; k++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * k), vis));
+            q = _mm512_min_epi32(q, lim);
+            _mm_storeu_si128((__m128i *)(qs + 256 * i + 16 * k), _mm512_cvtsepi32_epi8(q));
+            bsum[16 * i + k] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        for (int k = 0; k < 8; k++)
+            bsum32[8 * i + k] = (int16_t)(bsum[16 * i + 2 * k] + bsum[16 * i + 2 * k + 1]);
+        d[i] = 1.0f / iscale;
+    }
+}
+
+static void kz_act_quantize(enum kern_act a, const float *x, void *out, int cols)
+{
+    if (a == KERN_ACT_Q8_0) kz_act_q8_0(x, out, cols);
+    else if (a == KERN_ACT_Q8_K) kz_act_q8_k(x, out, cols);
+}
+
 void kern_ops_avx512(struct kern_ops *o)
 {
     KX(fill_ops)(o);
-    if (!getenv("NR_KERN_Z256")) { /* debugging switch: keep the 256-bit bodies */
-        o->rows[GGML_TYPE_Q8_0] = kz_rows_q8_0;
-        o->rows[GGML_TYPE_Q4_0] = kz_rows_q4_0;
-        o->rows[GGML_TYPE_Q4_K] = kz_rows_q4_k;
-        o->rows[GGML_TYPE_Q6_K] = kz_rows_q6_k;
-    }
+    o->rows[GGML_TYPE_Q8_0] = kz_rows_q8_0;
+    o->rows[GGML_TYPE_Q4_0] = kz_rows_q4_0;
+    o->rows[GGML_TYPE_Q4_K] = kz_rows_q4_k;
+    o->rows[GGML_TYPE_Q6_K] = kz_rows_q6_k;
+    o->act_quantize = kz_act_quantize;
 }
 
 #pragma GCC pop_options
