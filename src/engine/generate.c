@@ -101,7 +101,8 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
         goto done;
     }
     if (n == 0) ids[n++] = llm_bos(m); /* a vocabulary without BOS still needs a first token */
-    c = llm_ctx_new(m, 1, n_ctx, 0, err);
+    struct llm_ctx_cfg cfg = {1, n_ctx, 0, o->kv_f16};
+    c = llm_ctx_new_cfg(m, &cfg, err);
     if (!c) {
         rc = err->code;
         goto done;
@@ -220,6 +221,8 @@ int generate_cli(int argc, char **argv)
             o.sampling.min_p = (float)dv;
         } else if (cli_opt_double(argc, argv, &i, "--repeat-penalty", 0.01, 100, &dv, &bad)) {
             o.sampling.repeat_penalty = (float)dv;
+        } else if (!strcmp(a, "--kv-f16")) {
+            o.kv_f16 = true;
         } else if (!strcmp(a, "--chat")) {
             o.chat = true;
         } else if (!strcmp(a, "--stop")) {

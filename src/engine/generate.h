@@ -19,6 +19,7 @@ struct generate_opts {
     const char *template_name; /* override: zephyr, llama2, chatml, none (NULL: from the file) */
     int n_predict;             /* tokens to generate at most */
     int n_ctx;                 /* context positions (0: the model's, at most 4096) */
+    bool kv_f16;               /* f16 KV cache (as llama.cpp's default) instead of f32 */
     bool echo_prompt;          /* plain mode: print the prompt text first, as llama2.c does */
     struct sampler_params sampling;
     const char *const *stop; /* extra stop strings */
@@ -61,6 +62,7 @@ int generate_cli(int argc, char **argv);
     "  --seed S              RNG seed (default: from the clock)\n"                                 \
     "  --threads N           compute threads (default: all cores)\n"                               \
     "  --ctx N               context length (default: the model's, at most 4096)\n"                \
+    "  --kv-f16              keep the KV cache in f16 (half the memory; default f32)\n"            \
     "  --chat                format the prompt with the model's chat template\n"                   \
     "  --system TEXT         system message (chat mode)\n"                                         \
     "  --template NAME       zephyr | llama2 | chatml | none (overrides the file's)\n"             \
