@@ -100,7 +100,13 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
         if (rc == ERR_NOMEM) err_prefix(err, "prompt does not fit the context of %d", n_ctx);
         goto done;
     }
-    if (n == 0) ids[n++] = llm_bos(m); /* a vocabulary without BOS still needs a first token */
+    if (n == 0) { /* no BOS added and no text: start from BOS anyway, if there is one */
+        if (llm_bos(m) < 0) {
+            rc = err_set(err, ERR_INVALID, "empty prompt and the vocabulary has no BOS token");
+            goto done;
+        }
+        ids[n++] = llm_bos(m);
+    }
     struct llm_ctx_cfg cfg = {1, n_ctx, 0, o->kv_f16};
     c = llm_ctx_new_cfg(m, &cfg, err);
     if (!c) {

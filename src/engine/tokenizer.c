@@ -519,7 +519,7 @@ static size_t match_special(const struct tok *t, const char *text, size_t len, s
 int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos, bool parse_special,
                int *out, int cap, struct err *err)
 {
-    if (len > (1u << 26))
+    if (len > TOK_MAX_TEXT)
         return err_set(err, ERR_INVALID, "tokenizer: text of %zu bytes is too long", len);
     /* Escaped text is at most 3x + 3 bytes; one symbol and at most one queued pair per
      * merge step per byte is bounded by 3 pairs per symbol. */

@@ -25,6 +25,9 @@ enum tok_type {
     TOK_TYPE_BYTE = 6,
 };
 
+/** The longest text tok_encode takes, in bytes (its scratch is about 70 bytes per byte). */
+#define TOK_MAX_TEXT (4u << 20)
+
 /** The longest piece, in bytes, that a tokenizer accepts (longer pieces are an error). */
 #define TOK_MAX_PIECE 256
 
