@@ -111,7 +111,9 @@ static int tok_finish(struct tok *t, struct err *err)
             }
         }
         if (t->type[id] == TOK_TYPE_UNDEFINED) t->type[id] = TOK_TYPE_NORMAL;
-        if ((t->type[id] == TOK_TYPE_CONTROL || t->type[id] == TOK_TYPE_USER_DEFINED) && n > 0)
+        if ((t->type[id] == TOK_TYPE_CONTROL || t->type[id] == TOK_TYPE_USER_DEFINED ||
+             t->type[id] == TOK_TYPE_UNKNOWN) &&
+            n > 0) /* as llama.cpp partitions */
             t->special[t->n_special++] = id;
     }
     qsort_r(t->special, (size_t)t->n_special, sizeof *t->special, cmp_special_len, t);

@@ -60,7 +60,7 @@ const char *tok_piece(const struct tok *t, int id, size_t *len);
 int tok_find(const struct tok *t, const char *piece, size_t len);
 
 /** Encodes `len` bytes of text into at most `cap` ids. `add_bos` puts BOS first.
- *  `parse_special` turns the text of control / user-defined tokens ("</s>", "<|im_end|>") into
+ *  `parse_special` turns the text of control, user-defined and unknown tokens ("</s>") into
  *  those tokens instead of encoding their characters. A space is prefixed to the first text
  *  fragment and to each fragment after a special token when the vocabulary says so
  *  (tokenizer.ggml.add_space_prefix), as llama.cpp does. Returns the number of ids, or
