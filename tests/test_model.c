@@ -555,7 +555,7 @@ static const char *const tiny_pieces[TV] = {
 
 /* Writes a 2-layer llama GGUF with a 40-piece SentencePiece vocabulary; `wts` receives the
  * f32 weights (before quantization). */
-static void write_tiny(const char *path, const struct tiny_opts *o, struct tiny_w *wts)
+static int write_tiny(const char *path, const struct tiny_opts *o, struct tiny_w *wts)
 {
     tiny_rng = 99;
     fill(wts->emb, TV * TE, false);
@@ -630,8 +630,10 @@ static void write_tiny(const char *path, const struct tiny_opts *o, struct tiny_
 #undef T_
     }
     struct err e = {0};
-    if (gguf_writer_write(w, path, &e) != 0) print_message("write: %s\n", e.msg);
+    int rc = gguf_writer_write(w, path, &e);
+    if (rc != 0) print_message("write: %s\n", e.msg);
     gguf_writer_free(w);
+    return rc;
 }
 
 /* The whole-sequence forward written with engine/ops (the training path): T tokens at once,
@@ -684,7 +686,7 @@ static void test_tiny_model(void **st)
     kern_init();
     struct tiny_w *w = malloc(sizeof *w);
     struct tiny_opts o = {GGML_TYPE_F32, true, TD};
-    write_tiny(p, &o, w);
+    assert_int_equal(write_tiny(p, &o, w), 0);
     struct llm *m = load(p, NULL, 2);
     assert_int_equal(llm_n_vocab(m), TV);
     int tok[12] = {1, 20, 17, 4, 9, 30, 3, 25, 39, 7, 11, 2};
@@ -728,7 +730,7 @@ static void test_tiny_model(void **st)
 
     /* Q8_0 weights with partial rotary (half the head) load and stay close to f32 */
     struct tiny_opts q8 = {GGML_TYPE_Q8_0, false, TD / 2};
-    write_tiny(p, &q8, w);
+    assert_int_equal(write_tiny(p, &q8, w), 0);
     m = load(p, NULL, 1);
     assert_int_equal(llm_hparams(m)->n_rot, TD / 2);
     check_batched(m);
@@ -792,14 +794,15 @@ static int write_corpus(const char *dir)
     kern_init();
     struct tiny_opts a = {GGML_TYPE_F32, true, TD}, b = {GGML_TYPE_Q8_0, false, TD / 2},
                      c = {GGML_TYPE_Q4_0, false, TD};
+    int rc = 0;
     snprintf(p, sizeof p, "%s/tiny_f32_bias.gguf", dir);
-    write_tiny(p, &a, w);
+    rc |= write_tiny(p, &a, w);
     snprintf(p, sizeof p, "%s/tiny_q8_0_rot4.gguf", dir);
-    write_tiny(p, &b, w);
+    rc |= write_tiny(p, &b, w);
     snprintf(p, sizeof p, "%s/tiny_q4_0.gguf", dir);
-    write_tiny(p, &c, w);
+    rc |= write_tiny(p, &c, w);
     free(w);
-    return 0;
+    return rc ? 1 : 0;
 }
 
 /* generate_run: the golden text again through the streaming path, a stop string, a limit. */
