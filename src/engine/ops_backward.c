@@ -146,6 +146,82 @@ void ops_attention_backward(float *dq, float *dk, float *dv, float *scratch, con
     }
 }
 
+void ops_attention_forward_blas(float *out, float *att, const float *q, const float *k,
+                                const float *v, const unsigned char *key_mask, int T, int H,
+                                int Hkv, int D)
+{
+    const float scale = 1.0f / sqrtf((float)D);
+    const int group = H / Hkv, C = H * D, Ckv = Hkv * D;
+    for (int h = 0; h < H; h++) {
+        const int hk = h / group;
+        float *S = att + (size_t)h * T * T;
+        /* S (T,T) = scale Q_h (T,D) . K_h^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, scale, q + (size_t)h * D,
+                    C, k + (size_t)hk * D, Ckv, 0.0f, S, T);
+        for (int t = 0; t < T; t++) {
+            float *row = S + (size_t)t * T;
+            float mx = -INFINITY;
+            for (int j = 0; j <= t; j++)
+                if ((!key_mask || key_mask[j]) && row[j] > mx)
+                    mx = row[j];
+            if (mx == -INFINITY) { /* nothing to attend to: a zero row, a zero output */
+                memset(row, 0, (size_t)T * sizeof(float));
+                continue;
+            }
+            float sum = 0.0f;
+            for (int j = 0; j <= t; j++) {
+                float p = (!key_mask || key_mask[j]) ? expf(row[j] - mx) : 0.0f;
+                row[j] = p;
+                sum += p;
+            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j <= t; j++)
+                row[j] *= inv;
+            for (int j = t + 1; j < T; j++)
+                row[j] = 0.0f;
+        }
+        /* Y_h (T,D) = P (T,T) . V_h */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, S, T,
+                    v + (size_t)hk * D, Ckv, 0.0f, out + (size_t)h * D, C);
+    }
+}
+
+void ops_attention_backward_blas(float *dq, float *dk, float *dv, float *scratch,
+                                 const float *dout, const float *att, const float *q,
+                                 const float *k, const float *v, int T, int H, int Hkv, int D)
+{
+    const float scale = 1.0f / sqrtf((float)D);
+    const int group = H / Hkv, C = H * D, Ckv = Hkv * D;
+    float *dP = scratch;
+    for (int h = 0; h < H; h++) {
+        const int hk = h / group;
+        const float *P = att + (size_t)h * T * T;
+        const float *dY = dout + (size_t)h * D;
+        /* dP (T,T) = dY_h . V_h^T ;  dV_h += P^T . dY_h */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, 1.0f, dY, C,
+                    v + (size_t)hk * D, Ckv, 0.0f, dP, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, 1.0f, P, T, dY, C, 1.0f,
+                    dv + (size_t)hk * D, Ckv);
+        /* dS = P * (dP - rowsum(P * dP)) * scale */
+        for (int t = 0; t < T; t++) {
+            const float *pr = P + (size_t)t * T;
+            float *dr = dP + (size_t)t * T;
+            double sum = 0.0;
+            for (int j = 0; j <= t; j++)
+                sum += (double)pr[j] * dr[j];
+            for (int j = 0; j <= t; j++)
+                dr[j] = pr[j] * (dr[j] - (float)sum) * scale;
+            for (int j = t + 1; j < T; j++)
+                dr[j] = 0.0f;
+        }
+        /* dQ_h += dS . K_h ;  dK_h += dS^T . Q_h */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, dP, T,
+                    k + (size_t)hk * D, Ckv, 1.0f, dq + (size_t)h * D, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, 1.0f, dP, T,
+                    q + (size_t)h * D, C, 1.0f, dk + (size_t)hk * D, Ckv);
+    }
+}
+
 void ops_swiglu_backward(float *dg, float *du, const float *dout, const float *g,
                          const float *u, int N, int F)
 {

@@ -49,6 +49,17 @@ void ops_attention_backward(float *dq, float *dk, float *dv, float *scratch, con
                             const float *att, const float *q, const float *k, const float *v,
                             int T, int H, int Hkv, int D);
 
+/** ops_attention_forward through OpenBLAS GEMMs per head (full T x T score blocks, then the
+ *  causal and key masks): same contract, except that `att` (H,T,T) is required. Faster for
+ *  T beyond a few dozen; call with OpenBLAS at one thread when sequences run in parallel. */
+void ops_attention_forward_blas(float *out, float *att, const float *q, const float *k,
+                                const float *v, const unsigned char *key_mask, int T, int H,
+                                int Hkv, int D);
+/** ops_attention_backward through OpenBLAS GEMMs; `scratch` holds T*T floats. */
+void ops_attention_backward_blas(float *dq, float *dk, float *dv, float *scratch,
+                                 const float *dout, const float *att, const float *q,
+                                 const float *k, const float *v, int T, int H, int Hkv, int D);
+
 /** Backward of out = silu(g) * u: dg (N,F) += ..., du (N,F) += ... . */
 void ops_swiglu_backward(float *dg, float *du, const float *dout, const float *g,
                          const float *u, int N, int F);

@@ -13,7 +13,8 @@
 #include "engine/ops_backward.h"
 
 #define L2_EPS 1e-6f
-#define LOSS_CHUNK 256 /* rows of logits computed at a time: R x n_items floats */
+#define LOSS_CHUNK 256       /* rows of logits computed at a time: R x n_items floats */
+#define ATT_MAX_THREADS 256  /* attention scratch slots, one per pool thread (lazily touched) */
 
 struct layer_acts {
     float *ln1, *rstd1, *q, *k, *v, *att, *y, *xmid, *ln2, *rstd2, *g, *u, *s, *xout;
@@ -358,7 +359,7 @@ static int acts_reserve(struct encoder *e, int B, int T)
     A_(a->dg, btf);
     A_(a->du, btf);
     A_(a->ds, btf);
-    A_(a->att_scratch, bt);
+    A_(a->att_scratch, (size_t)ATT_MAX_THREADS * nt * nt);
 #undef A_
     if (ok)
         return 0;
@@ -386,14 +387,14 @@ static void attn_forward_seq(void *ctx, size_t b0, size_t b1, int tid)
         size_t r = b * T;
         ops_rope_forward(la->q + r * C, a->pos + r, T, H, D, c->rope_theta);
         ops_rope_forward(la->k + r * C, a->pos + r, T, H, D, c->rope_theta);
-        ops_attention_forward(la->y + r * C, la->att + b * (size_t)H * T * T, la->q + r * C,
-                              la->k + r * C, la->v + r * C, a->mask + r, T, H, H, D);
+        ops_attention_forward_blas(la->y + r * C, la->att + b * (size_t)H * T * T,
+                                   la->q + r * C, la->k + r * C, la->v + r * C, a->mask + r, T,
+                                   H, H, D);
     }
 }
 
 static void attn_backward_seq(void *ctx, size_t b0, size_t b1, int tid)
 {
-    (void)tid;
     const struct seq_job *j = ctx;
     const struct encoder_config *c = &j->e->cfg;
     struct encoder_acts *a = j->e->acts;
@@ -401,13 +402,25 @@ static void attn_backward_seq(void *ctx, size_t b0, size_t b1, int tid)
     const int T = j->T, C = c->dim, H = c->n_heads, D = C / H;
     for (size_t b = b0; b < b1; b++) {
         size_t r = b * T;
-        ops_attention_backward(a->dq + r * C, a->dk + r * C, a->dv + r * C,
-                               a->att_scratch + r, a->dy + r * C,
-                               la->att + b * (size_t)H * T * T, la->q + r * C, la->k + r * C,
-                               la->v + r * C, T, H, H, D);
+        ops_attention_backward_blas(a->dq + r * C, a->dk + r * C, a->dv + r * C,
+                                    a->att_scratch + (size_t)tid * T * T, a->dy + r * C,
+                                    la->att + b * (size_t)H * T * T, la->q + r * C,
+                                    la->k + r * C, la->v + r * C, T, H, H, D);
         ops_rope_backward(a->dq + r * C, a->pos + r, T, H, D, c->rope_theta);
         ops_rope_backward(a->dk + r * C, a->pos + r, T, H, D, c->rope_theta);
     }
+}
+
+/* Runs a per-sequence job over the pool with OpenBLAS at one thread (each sequence's small
+ * GEMMs run inside one pool thread; the pool is the parallelism), then restores OpenBLAS. */
+static void seq_parallel(struct pool *pool, size_t B, pool_fn fn, void *ctx)
+{
+    int nb = openblas_get_num_threads();
+    if (nb != 1)
+        openblas_set_num_threads(1);
+    pool_for(pool, B, 1, fn, ctx);
+    if (nb != 1)
+        openblas_set_num_threads(nb);
 }
 
 /* Softmax cross-entropy rows of one logits chunk: loss per row, logits -> (p - onehot)/M. */
@@ -532,6 +545,8 @@ int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targ
         if (ids[i] > (uint32_t)c->n_items || (targets && targets[i] > (uint32_t)c->n_items))
             return err_set(err, ERR_INVALID, "encoder: item id %u above n_items %d",
                            ids[i] > (uint32_t)c->n_items ? ids[i] : targets[i], c->n_items);
+    if (pool && pool_threads(pool) > ATT_MAX_THREADS)
+        return err_set(err, ERR_INVALID, "encoder: at most %d threads", ATT_MAX_THREADS);
     if (acts_reserve(e, B, T))
         return err_set(err, ERR_NOMEM, "encoder: out of memory for a batch of (%d, %d)", B, T);
     struct encoder_acts *a = e->acts;
@@ -568,7 +583,7 @@ int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targ
         ops_matmul_forward_blas(la->k, la->ln1, w->wk, w->bk, (int)bt, C, C);
         ops_matmul_forward_blas(la->v, la->ln1, w->wv, w->bv, (int)bt, C, C);
         struct seq_job sj = {e, l, T};
-        pool_for(pool, (size_t)B, 1, attn_forward_seq, &sj);
+        seq_parallel(pool, (size_t)B, attn_forward_seq, &sj);
         ops_matmul_forward_blas(la->xmid, la->y, w->wo, w->bo, (int)bt, C, C);
         if (p > 0.0f)
             apply_dropout(la->xmid, bt * C, ds, 1 + 2 * (uint32_t)l, p);
@@ -706,7 +721,7 @@ int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
         memset(a->dk, 0, btc * sizeof(float));
         memset(a->dv, 0, btc * sizeof(float));
         struct seq_job sj = {e, l, T};
-        pool_for(pool, (size_t)B, 1, attn_backward_seq, &sj);
+        seq_parallel(pool, (size_t)B, attn_backward_seq, &sj);
         memset(a->dln, 0, btc * sizeof(float));
         ops_matmul_backward(a->dln, grad_of(e, w->wq), grad_of(e, w->bq), a->dq, la->ln1, w->wq,
                             bt, C, C);
