@@ -638,12 +638,12 @@ static int parse(struct gguf_file *f, struct err *err)
     uint64_t left = rd_left(&r);
     if (f->n_kv > left / GGUF_KV_MIN_BYTES)
         return err_set(err, ERR_INVALID,
-                       "metadata key count %" PRIu64 " (offset 16) cannot fit in the %" PRIu64
-                       " bytes after the header", f->n_kv, left);
+                       "truncated or corrupt file: metadata key count %" PRIu64
+                       " (offset 16) cannot fit in the %" PRIu64 " bytes after the header", f->n_kv, left);
     if (f->n_tensors > left / GGUF_TENSOR_MIN_BYTES ||
         f->n_kv * GGUF_KV_MIN_BYTES > left - f->n_tensors * GGUF_TENSOR_MIN_BYTES)
         return err_set(err, ERR_INVALID,
-                       "tensor count %" PRIu64 " (offset 8) with %" PRIu64
+                       "truncated or corrupt file: tensor count %" PRIu64 " (offset 8) with %" PRIu64
                        " metadata keys cannot fit in the %" PRIu64 " bytes after the header",
                        f->n_tensors, f->n_kv, left);
     if (f->n_kv) {
@@ -1101,4 +1101,471 @@ void gguf_print_info(const struct gguf_file *f, const char *path, const struct g
     }
     fprintf(out, "total: %" PRIu64 " tensors, %" PRIu64 " elements, %" PRIu64 " bytes (%.2f MiB)\n",
             f->n_tensors, tot_el, tot_bytes, (double)tot_bytes / (1024.0 * 1024.0));
+}
+
+/* ---- writing ---- */
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "gguf.c reads and writes little-endian GGUF with plain memcpy: little-endian hosts only"
+#endif
+
+#define GGUF_WRITER_MAX_NAME 63u /* ggml keeps names in char[64] with the NUL */
+
+/* A growable byte buffer; `oom` sticks once an allocation fails. */
+struct bytes {
+    uint8_t *p;
+    size_t n, cap;
+    bool oom;
+};
+
+static void bytes_put(struct bytes *b, const void *src, size_t n)
+{
+    if (b->oom || n == 0) return;
+    if (n > SIZE_MAX - b->n) {
+        b->oom = true;
+        return;
+    }
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + n) cap = cap > SIZE_MAX / 2 ? b->n + n : cap * 2;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+static void bytes_u32(struct bytes *b, uint32_t v) { bytes_put(b, &v, 4); }
+static void bytes_u64(struct bytes *b, uint64_t v) { bytes_put(b, &v, 8); }
+
+static void bytes_str(struct bytes *b, const char *s, uint64_t n)
+{
+    bytes_u64(b, n);
+    bytes_put(b, s, (size_t)n);
+}
+
+struct wkv {
+    char *key;
+    enum gguf_type type;
+    struct bytes val; /* the value exactly as it goes to the file */
+};
+
+struct wtensor {
+    char *name;
+    enum ggml_type type;
+    uint32_t n_dims;
+    uint64_t ne[GGUF_MAX_DIMS];
+    uint64_t nbytes, offset;
+    const void *data;
+    void *owned;
+};
+
+struct gguf_writer {
+    struct wkv *kvs;
+    size_t n_kv, cap_kv;
+    struct wtensor *ts;
+    size_t n_t, cap_t;
+    uint32_t alignment;
+    uint32_t bad_alignment; /* a rejected set_alignment value, reported by write */
+};
+
+struct gguf_writer *gguf_writer_new(void)
+{
+    struct gguf_writer *w = calloc(1, sizeof *w);
+    if (w) w->alignment = GGUF_DEFAULT_ALIGNMENT;
+    return w;
+}
+
+void gguf_writer_free(struct gguf_writer *w)
+{
+    if (!w) return;
+    for (size_t i = 0; i < w->n_kv; i++) {
+        free(w->kvs[i].key);
+        free(w->kvs[i].val.p);
+    }
+    for (size_t i = 0; i < w->n_t; i++) {
+        free(w->ts[i].name);
+        free(w->ts[i].owned);
+    }
+    free(w->kvs);
+    free(w->ts);
+    free(w);
+}
+
+void gguf_writer_set_alignment(struct gguf_writer *w, uint32_t align)
+{
+    if (align == 0 || (align & (align - 1)) != 0) {
+        w->bad_alignment = align ? align : UINT32_MAX;
+        return;
+    }
+    w->bad_alignment = 0;
+    w->alignment = align;
+}
+
+/* Stores `val` (taken over) under `key`, replacing an existing value. */
+static int writer_put(struct gguf_writer *w, const char *key, enum gguf_type type,
+                      struct bytes *val)
+{
+    size_t klen = key ? strlen(key) : 0;
+    if (val->oom) {
+        free(val->p);
+        return ERR_NOMEM;
+    }
+    if (klen == 0 || klen > GGUF_MAX_KEY_LEN) {
+        free(val->p);
+        return ERR_INVALID;
+    }
+    for (size_t i = 0; i < w->n_kv; i++) {
+        if (strcmp(w->kvs[i].key, key) == 0) {
+            free(w->kvs[i].val.p);
+            w->kvs[i].type = type;
+            w->kvs[i].val = *val;
+            return 0;
+        }
+    }
+    if (w->n_kv == w->cap_kv) {
+        size_t cap = w->cap_kv ? 2 * w->cap_kv : 16;
+        struct wkv *k = realloc(w->kvs, cap * sizeof *k);
+        if (!k) {
+            free(val->p);
+            return ERR_NOMEM;
+        }
+        w->kvs = k;
+        w->cap_kv = cap;
+    }
+    char *kc = strdup(key);
+    if (!kc) {
+        free(val->p);
+        return ERR_NOMEM;
+    }
+    w->kvs[w->n_kv++] = (struct wkv){.key = kc, .type = type, .val = *val};
+    return 0;
+}
+
+static int writer_put_scalar(struct gguf_writer *w, const char *key, enum gguf_type type,
+                             const void *v)
+{
+    struct bytes b = {0};
+    bytes_put(&b, v, gguf_scalar_size(type));
+    return writer_put(w, key, type, &b);
+}
+
+int gguf_writer_set_u32(struct gguf_writer *w, const char *key, uint32_t v)
+{
+    return writer_put_scalar(w, key, GGUF_TYPE_UINT32, &v);
+}
+
+int gguf_writer_set_i32(struct gguf_writer *w, const char *key, int32_t v)
+{
+    return writer_put_scalar(w, key, GGUF_TYPE_INT32, &v);
+}
+
+int gguf_writer_set_u64(struct gguf_writer *w, const char *key, uint64_t v)
+{
+    return writer_put_scalar(w, key, GGUF_TYPE_UINT64, &v);
+}
+
+int gguf_writer_set_i64(struct gguf_writer *w, const char *key, int64_t v)
+{
+    return writer_put_scalar(w, key, GGUF_TYPE_INT64, &v);
+}
+
+int gguf_writer_set_f64(struct gguf_writer *w, const char *key, double v)
+{
+    return writer_put_scalar(w, key, GGUF_TYPE_FLOAT64, &v);
+}
+
+int gguf_writer_set_scalar(struct gguf_writer *w, const char *key, enum gguf_type type,
+                           const void *v)
+{
+    if ((unsigned)type >= GGUF_TYPE_COUNT || gguf_scalar_size(type) == 0 || !v) return ERR_INVALID;
+    if (type == GGUF_TYPE_BOOL) return gguf_writer_set_bool(w, key, *(const uint8_t *)v != 0);
+    return writer_put_scalar(w, key, type, v);
+}
+
+int gguf_writer_set_f32(struct gguf_writer *w, const char *key, float v)
+{
+    return writer_put_scalar(w, key, GGUF_TYPE_FLOAT32, &v);
+}
+
+int gguf_writer_set_bool(struct gguf_writer *w, const char *key, bool v)
+{
+    uint8_t b = v ? 1 : 0;
+    return writer_put_scalar(w, key, GGUF_TYPE_BOOL, &b);
+}
+
+int gguf_writer_set_str(struct gguf_writer *w, const char *key, const char *v)
+{
+    if (!v) return ERR_INVALID;
+    struct bytes b = {0};
+    bytes_str(&b, v, strlen(v));
+    return writer_put(w, key, GGUF_TYPE_STRING, &b);
+}
+
+int gguf_writer_set_arr(struct gguf_writer *w, const char *key, enum gguf_type elem_type,
+                        const void *vals, uint64_t n)
+{
+    if ((unsigned)elem_type >= GGUF_TYPE_COUNT || elem_type == GGUF_TYPE_ARRAY) return ERR_INVALID;
+    if (n && !vals) return ERR_INVALID;
+    struct bytes b = {0};
+    bytes_u32(&b, (uint32_t)elem_type);
+    bytes_u64(&b, n);
+    if (elem_type == GGUF_TYPE_STRING) {
+        const char *const *s = vals;
+        for (uint64_t i = 0; i < n; i++) {
+            if (!s[i]) {
+                free(b.p);
+                return ERR_INVALID;
+            }
+            bytes_str(&b, s[i], strlen(s[i]));
+        }
+    } else {
+        uint32_t sz = gguf_scalar_size(elem_type);
+        if (n > SIZE_MAX / sz) {
+            free(b.p);
+            return ERR_NOMEM;
+        }
+        if (elem_type == GGUF_TYPE_BOOL) { /* normalise: the reader accepts only 0 and 1 */
+            const uint8_t *v = vals;
+            for (uint64_t i = 0; i < n; i++) {
+                uint8_t one = v[i] ? 1 : 0;
+                bytes_put(&b, &one, 1);
+            }
+        } else {
+            bytes_put(&b, vals, (size_t)(n * sz));
+        }
+    }
+    return writer_put(w, key, GGUF_TYPE_ARRAY, &b);
+}
+
+/* Appends the array body of kv (element type, count, elements) as the file holds it. */
+static void encode_array(struct bytes *b, const struct gguf_kv *kv)
+{
+    bytes_u32(b, (uint32_t)kv->arr_type);
+    bytes_u64(b, kv->arr_n);
+    uint32_t sz = gguf_scalar_size(kv->arr_type);
+    if (sz) {
+        if (kv->arr_n > SIZE_MAX / sz)
+            b->oom = true;
+        else
+            bytes_put(b, kv->data, (size_t)(kv->arr_n * sz));
+    } else if (kv->arr_type == GGUF_TYPE_STRING) {
+        for (uint64_t i = 0; i < kv->arr_n; i++) {
+            struct gguf_str s = gguf_arr_str(kv, i);
+            bytes_str(b, s.ptr, s.len);
+        }
+    } else {
+        for (uint64_t i = 0; i < kv->arr_n; i++) encode_array(b, gguf_arr_arr(kv, i));
+    }
+}
+
+int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv)
+{
+    if ((unsigned)kv->type >= GGUF_TYPE_COUNT || kv->key.len == 0 ||
+        kv->key.len > GGUF_MAX_KEY_LEN || memchr(kv->key.ptr, '\0', kv->key.len))
+        return ERR_INVALID;
+    char *key = malloc((size_t)kv->key.len + 1);
+    if (!key) return ERR_NOMEM;
+    memcpy(key, kv->key.ptr, kv->key.len);
+    key[kv->key.len] = '\0';
+    struct bytes b = {0};
+    if (kv->type == GGUF_TYPE_STRING) {
+        const struct gguf_str *s = kv->data;
+        bytes_str(&b, s->ptr, s->len);
+    } else if (kv->type == GGUF_TYPE_ARRAY) {
+        encode_array(&b, kv);
+    } else {
+        bytes_put(&b, kv->data, gguf_scalar_size(kv->type));
+    }
+    int rc = writer_put(w, key, kv->type, &b);
+    free(key);
+    return rc;
+}
+
+int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, enum ggml_type type,
+                           uint32_t n_dims, const uint64_t *ne, const void *data, bool borrow,
+                           struct err *err)
+{
+    size_t nlen = name ? strlen(name) : 0;
+    if (nlen == 0 || nlen > GGUF_WRITER_MAX_NAME)
+        return err_set(err, ERR_INVALID, "tensor name '%s' must be 1 to %u bytes",
+                       name ? name : "(null)", GGUF_WRITER_MAX_NAME);
+    for (size_t i = 0; i < w->n_t; i++)
+        if (strcmp(w->ts[i].name, name) == 0)
+            return err_set(err, ERR_INVALID, "tensor '%s' added twice", name);
+    if (!ggml_type_name(type))
+        return err_set(err, ERR_UNSUPPORTED, "tensor '%s': unknown tensor type %d", name,
+                       (int)type);
+    if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
+        return err_set(err, ERR_INVALID, "tensor '%s': n_dims %" PRIu32 " is not 1 to %d", name,
+                       n_dims, GGUF_MAX_DIMS);
+    struct wtensor t = {.type = type, .n_dims = n_dims};
+    uint64_t nel = 1;
+    for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) {
+        t.ne[d] = d < n_dims ? ne[d] : 1;
+        if (t.ne[d] > (uint64_t)INT64_MAX || (t.ne[d] && nel > (uint64_t)INT64_MAX / t.ne[d]))
+            return err_set(err, ERR_INVALID, "tensor '%s': element count overflows", name);
+        nel *= t.ne[d];
+    }
+    uint64_t row = ggml_row_size(type, t.ne[0]);
+    if (row == 0 && t.ne[0] != 0)
+        return err_set(err, ERR_INVALID,
+                       "tensor '%s': row length %" PRIu64 " is not a multiple of the %s block "
+                       "size %" PRIu32, name, t.ne[0], ggml_type_name(type), ggml_blck_size(type));
+    uint64_t rows = t.ne[0] ? nel / t.ne[0] : 0;
+    if (row && rows > (uint64_t)(SIZE_MAX / 2) / row)
+        return err_set(err, ERR_INVALID, "tensor '%s': byte size overflows", name);
+    t.nbytes = row * rows;
+    if (t.nbytes && !data)
+        return err_set(err, ERR_INVALID, "tensor '%s': no data", name);
+    if (w->n_t == w->cap_t) {
+        size_t cap = w->cap_t ? 2 * w->cap_t : 16;
+        struct wtensor *ts = realloc(w->ts, cap * sizeof *ts);
+        if (!ts) return err_set(err, ERR_NOMEM, "out of memory adding tensor '%s'", name);
+        w->ts = ts;
+        w->cap_t = cap;
+    }
+    t.name = strdup(name);
+    if (!t.name) return err_set(err, ERR_NOMEM, "out of memory adding tensor '%s'", name);
+    if (borrow || t.nbytes == 0) {
+        t.data = data;
+    } else {
+        t.owned = malloc((size_t)t.nbytes);
+        if (!t.owned) {
+            free(t.name);
+            return err_set(err, ERR_NOMEM, "out of memory copying tensor '%s' (%" PRIu64
+                           " bytes)", name, t.nbytes);
+        }
+        memcpy(t.owned, data, (size_t)t.nbytes);
+        t.data = t.owned;
+    }
+    w->ts[w->n_t++] = t;
+    return 0;
+}
+
+/* Writes n bytes, counting them; remembers the first failure. */
+struct wout {
+    FILE *fp;
+    uint64_t pos;
+    bool failed;
+};
+
+static void wout_put(struct wout *o, const void *p, size_t n)
+{
+    if (o->failed || n == 0) return;
+    if (fwrite(p, 1, n, o->fp) != n) o->failed = true;
+    o->pos += n;
+}
+
+static void wout_pad(struct wout *o, uint64_t align)
+{
+    static const uint8_t zeros[256];
+    uint64_t pad = (align - o->pos % align) % align;
+    while (pad) {
+        size_t k = pad < sizeof zeros ? (size_t)pad : sizeof zeros;
+        wout_put(o, zeros, k);
+        pad -= k;
+    }
+}
+
+/* Layout (v3): header, metadata, tensor infos, zero padding to the alignment, then each
+ * tensor's data at an aligned offset (each padded to the alignment). Written to a temporary
+ * file in the same directory and renamed over `path` only once complete and synced, so a
+ * reader never sees a half-written file. */
+int gguf_writer_write(struct gguf_writer *w, const char *path, struct err *err)
+{
+    if (w->bad_alignment)
+        return err_set(err, ERR_INVALID, "%s: alignment %" PRIu32 " is not a power of two", path,
+                       w->bad_alignment);
+    uint64_t align = w->alignment;
+    bool has_key = false;
+    for (size_t i = 0; i < w->n_kv; i++) has_key |= strcmp(w->kvs[i].key, "general.alignment") == 0;
+    if (align != GGUF_DEFAULT_ALIGNMENT || has_key) {
+        if (gguf_writer_set_u32(w, "general.alignment", w->alignment))
+            return err_set(err, ERR_NOMEM, "%s: out of memory", path);
+    }
+    uint64_t off = 0;
+    for (size_t i = 0; i < w->n_t; i++) {
+        w->ts[i].offset = off;
+        off += (w->ts[i].nbytes + align - 1) / align * align;
+    }
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) return err_set(err, ERR_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int rc = err_set(err, ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
+                         strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    (void)fchmod(fd, 0644);
+    struct wout o = {.fp = fdopen(fd, "wb")};
+    if (!o.fp) {
+        int rc = err_set(err, ERR_IO, "%s: fdopen: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return rc;
+    }
+    uint32_t u32;
+    uint64_t u64;
+    u32 = GGUF_MAGIC;
+    wout_put(&o, &u32, 4);
+    u32 = 3;
+    wout_put(&o, &u32, 4);
+    u64 = w->n_t;
+    wout_put(&o, &u64, 8);
+    u64 = w->n_kv;
+    wout_put(&o, &u64, 8);
+    for (size_t i = 0; i < w->n_kv; i++) {
+        u64 = strlen(w->kvs[i].key);
+        wout_put(&o, &u64, 8);
+        wout_put(&o, w->kvs[i].key, (size_t)u64);
+        u32 = (uint32_t)w->kvs[i].type;
+        wout_put(&o, &u32, 4);
+        wout_put(&o, w->kvs[i].val.p, w->kvs[i].val.n);
+    }
+    for (size_t i = 0; i < w->n_t; i++) {
+        const struct wtensor *t = &w->ts[i];
+        u64 = strlen(t->name);
+        wout_put(&o, &u64, 8);
+        wout_put(&o, t->name, (size_t)u64);
+        wout_put(&o, &t->n_dims, 4);
+        wout_put(&o, t->ne, 8 * (size_t)t->n_dims);
+        u32 = (uint32_t)t->type;
+        wout_put(&o, &u32, 4);
+        wout_put(&o, &t->offset, 8);
+    }
+    wout_pad(&o, align);
+    for (size_t i = 0; i < w->n_t; i++) {
+        wout_put(&o, w->ts[i].data, (size_t)w->ts[i].nbytes);
+        wout_pad(&o, align);
+    }
+    int werrno = errno;
+    bool ok = !o.failed && fflush(o.fp) == 0;
+    if (ok && fsync(fileno(o.fp)) != 0) ok = false;
+    if (!ok) werrno = errno;
+    if (fclose(o.fp) != 0 && ok) {
+        ok = false;
+        werrno = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        werrno = errno;
+    }
+    int rc = 0;
+    if (!ok) {
+        rc = err_set(err, ERR_IO, "%s: writing failed: %s", path, strerror(werrno));
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
 }

@@ -157,24 +157,32 @@ void gguf_writer_free(struct gguf_writer *w);
 /** Alignment of the data section and of each tensor (power of two; default 32). Also written
  *  as general.alignment when not 32. */
 void gguf_writer_set_alignment(struct gguf_writer *w, uint32_t align);
-/** Setting an existing key replaces its value. Return 0 or ERR_NOMEM. */
+/** Setting an existing key replaces its value (keys keep their first position). Return 0,
+ *  ERR_NOMEM, or ERR_INVALID for an empty key, a key over 65535 bytes or a NULL value. */
 int gguf_writer_set_u32(struct gguf_writer *w, const char *key, uint32_t v);
 int gguf_writer_set_i32(struct gguf_writer *w, const char *key, int32_t v);
 int gguf_writer_set_u64(struct gguf_writer *w, const char *key, uint64_t v);
 int gguf_writer_set_f32(struct gguf_writer *w, const char *key, float v);
 int gguf_writer_set_bool(struct gguf_writer *w, const char *key, bool v);
 int gguf_writer_set_str(struct gguf_writer *w, const char *key, const char *v);
+int gguf_writer_set_i64(struct gguf_writer *w, const char *key, int64_t v);
+int gguf_writer_set_f64(struct gguf_writer *w, const char *key, double v);
+/** Any fixed-size scalar type (u8 ... f64, bool), `v` pointing at a value of that type. */
+int gguf_writer_set_scalar(struct gguf_writer *w, const char *key, enum gguf_type type,
+                           const void *v);
 /** Array of fixed-size elements (any scalar type), or of strings (`vals` is const char **). */
 int gguf_writer_set_arr(struct gguf_writer *w, const char *key, enum gguf_type elem_type,
                         const void *vals, uint64_t n);
-/** Copies a key (any type, arrays included) from an open file. */
+/** Copies a key (any type, arrays of arrays included) from an open file. */
 int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv);
 /** Adds a tensor; `data` must hold ggml_row_size(type, ne[0]) * ne[1] * ... bytes and is
  *  copied unless `borrow` is true (then it must stay valid until gguf_writer_write). */
 int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, enum ggml_type type,
                            uint32_t n_dims, const uint64_t *ne, const void *data, bool borrow,
                            struct err *err);
-/** Writes to `path` atomically (a temporary file renamed into place). */
+/** Writes to `path` atomically (a temporary file beside it, synced, renamed into place).
+ *  Tensor data is placed in add order at aligned offsets; reading the file back gives exactly
+ *  the keys (in set order) and tensors given. An invalid alignment given earlier fails here. */
 int gguf_writer_write(struct gguf_writer *w, const char *path, struct err *err);
 
 /** Prints metadata (arrays abbreviated) and the tensor table, as `gguf-info` shows them. */
