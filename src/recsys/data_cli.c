@@ -89,12 +89,14 @@ int data_cli_prepare(int argc, char **argv)
     }
     printf("layout       %s\n", movielens_layout_name(rep.layout));
     printf("ratings      %s\n", rep.ratings_path);
-    printf("movies       %s\n", rep.movies_path[0] ? rep.movies_path : "(none: no titles, genres or years)");
+    printf("movies       %s\n",
+           rep.movies_path[0] ? rep.movies_path : "(none: no titles, genres or years)");
     printf("rows read    %llu\n", (unsigned long long)rep.rows_read);
     printf("rejected     %llu malformed rows%s\n", (unsigned long long)rep.rows_rejected,
            rep.rows_rejected && !quiet ? " (the first ones are logged above)" : "");
     if (quiet)
-        for (uint32_t k = 0; k < rep.n_reports; k++) printf("  %s\n", rep.reports[k]);
+        for (uint32_t k = 0; k < rep.n_reports; k++)
+            printf("  %s\n", rep.reports[k]);
     if (cfg.min_user > 1 || cfg.min_item > 1)
         printf("filtered     %llu rows (--min-user %u, --min-item %u)\n",
                (unsigned long long)rep.rows_filtered, cfg.min_user, cfg.min_item);
@@ -104,7 +106,8 @@ int data_cli_prepare(int argc, char **argv)
     printf("eval users   %u (with >= 3 interactions)\n", rec_split_n_eval_users(d));
     if (rep.items_without_meta)
         printf("no metadata  %u items not in the movies file\n", rep.items_without_meta);
-    if (rep.unknown_genres) printf("genres       %u unknown genre names ignored\n", rep.unknown_genres);
+    if (rep.unknown_genres)
+        printf("genres       %u unknown genre names ignored\n", rep.unknown_genres);
     printf("wrote        %s\n", path);
     rec_dataset_free(d);
     return 0;

@@ -40,7 +40,8 @@ int rec_dataset_save(const struct rec_dataset *d, const char *path, struct err *
     if (!w) return err_set(err, ERR_NOMEM, "out of memory writing %s", path);
     uint64_t ni = (uint64_t)d->n_items + 1;
     const char *genres[REC_GENRE_COUNT];
-    for (int g = 0; g < REC_GENRE_COUNT; g++) genres[g] = rec_genre_name((enum rec_genre)g);
+    for (int g = 0; g < REC_GENRE_COUNT; g++)
+        genres[g] = rec_genre_name((enum rec_genre)g);
     rc = gguf_writer_set_str(w, "general.architecture", ARCH);
     rc = rc ? rc : gguf_writer_set_str(w, "general.name", "MovieLens dataset");
     rc = rc ? rc : gguf_writer_set_u32(w, KEY("version"), DATASET_VERSION);
@@ -97,7 +98,8 @@ static void *take_tensor(const struct gguf_file *f, const char *name, enum ggml_
         return NULL;
     }
     uint64_t count = 1;
-    for (uint32_t k = 0; k < t->n_dims; k++) count *= t->ne[k];
+    for (uint32_t k = 0; k < t->n_dims; k++)
+        count *= t->ne[k];
     if (t->n_dims != 1 || count != n) {
         err_set(err, ERR_INVALID, "tensor '%s' has %llu elements in %u dims, expected %llu in 1",
                 name, (unsigned long long)count, t->n_dims, (unsigned long long)n);
@@ -168,8 +170,7 @@ static struct rec_dataset *load_file(const char *path, struct err *err)
         !(pop_train = take_tensor(f, "item_pop_train", GGML_TYPE_I32, 4, ni, err)))
         goto fail;
     const struct gguf_kv *kv = gguf_find(f, KEY("titles"));
-    if (!kv || kv->type != GGUF_TYPE_ARRAY || kv->arr_type != GGUF_TYPE_STRING ||
-        kv->arr_n != ni) {
+    if (!kv || kv->type != GGUF_TYPE_ARRAY || kv->arr_type != GGUF_TYPE_STRING || kv->arr_n != ni) {
         err_set(err, ERR_INVALID, KEY("titles") " must be an array of %llu strings",
                 (unsigned long long)ni);
         goto fail;

@@ -17,8 +17,8 @@ static inline float score_key(float s)
     return isnan(s) ? -INFINITY : s;
 }
 
-uint32_t rec_eval_rank(const float *scores, uint32_t n_items, uint32_t target,
-                       const uint32_t *excl, size_t n_excl, uint32_t *mark, uint32_t stamp)
+uint32_t rec_eval_rank(const float *scores, uint32_t n_items, uint32_t target, const uint32_t *excl,
+                       size_t n_excl, uint32_t *mark, uint32_t stamp)
 {
     for (size_t k = 0; k < n_excl; k++) {
         uint32_t it = excl[k];
@@ -54,11 +54,11 @@ struct eval_job {
     const uint32_t *users; /* eligible users in order */
     size_t n_users;
     uint32_t batch;
-    uint32_t *ranks;       /* one per eligible user */
-    float **scores;        /* per thread: batch * (n_items + 1) */
-    uint32_t **mark;       /* per thread: n_items + 1 */
+    uint32_t *ranks; /* one per eligible user */
+    float **scores;  /* per thread: batch * (n_items + 1) */
+    uint32_t **mark; /* per thread: n_items + 1 */
     pthread_mutex_t mu;
-    int failed;            /* read without the lock only as a hint to stop early */
+    int failed; /* read without the lock only as a hint to stop early */
     struct err first_err;
 };
 
@@ -164,9 +164,11 @@ oom:
                  n_threads, d->n_items);
 out:
     if (J.scores)
-        for (int t = 0; t < n_threads; t++) free(J.scores[t]);
+        for (int t = 0; t < n_threads; t++)
+            free(J.scores[t]);
     if (J.mark)
-        for (int t = 0; t < n_threads; t++) free(J.mark[t]);
+        for (int t = 0; t < n_threads; t++)
+            free(J.mark[t]);
     free(J.scores);
     free(J.mark);
     free(J.ranks);
@@ -190,7 +192,8 @@ static int popularity_score(void *ctx, const struct rec_dataset *d, enum rec_spl
     for (size_t b = 0; b < n_users; b++) {
         float *s = scores + b * stride;
         s[0] = 0;
-        for (uint32_t i = 1; i <= d->n_items; i++) s[i] = (float)d->item_pop_train[i];
+        for (uint32_t i = 1; i <= d->n_items; i++)
+            s[i] = (float)d->item_pop_train[i];
     }
     return 0;
 }
@@ -230,18 +233,26 @@ struct rec_scorer rec_eval_random_scorer(uint64_t *seed_store)
     return (struct rec_scorer){"random", random_score, seed_store};
 }
 
-void rec_eval_print(void *stdio_file, const char *name, const struct rec_eval_result *r,
-                    int header)
+void rec_eval_print(void *stdio_file, const char *name, const struct rec_eval_result *r, int header)
 {
     FILE *f = stdio_file;
+    char col[16];
     if (header) {
-        fprintf(f, "%-12s %7s", "model", "users");
-        for (int k = 0; k < REC_EVAL_NK; k++) fprintf(f, "  HR@%-4u", rec_eval_ks[k]);
-        for (int k = 0; k < REC_EVAL_NK; k++) fprintf(f, "  NDCG@%-4u", rec_eval_ks[k]);
+        fprintf(f, "%-12s %6s", "model", "users");
+        for (int k = 0; k < REC_EVAL_NK; k++) {
+            snprintf(col, sizeof col, "HR@%u", rec_eval_ks[k]);
+            fprintf(f, " %8s", col);
+        }
+        for (int k = 0; k < REC_EVAL_NK; k++) {
+            snprintf(col, sizeof col, "NDCG@%u", rec_eval_ks[k]);
+            fprintf(f, " %8s", col);
+        }
         fprintf(f, "\n");
     }
-    fprintf(f, "%-12s %7u", name, r->n_users);
-    for (int k = 0; k < REC_EVAL_NK; k++) fprintf(f, "  %-7.4f", r->hr[k]);
-    for (int k = 0; k < REC_EVAL_NK; k++) fprintf(f, "  %-9.4f", r->ndcg[k]);
+    fprintf(f, "%-12s %6u", name, r->n_users);
+    for (int k = 0; k < REC_EVAL_NK; k++)
+        fprintf(f, " %8.4f", r->hr[k]);
+    for (int k = 0; k < REC_EVAL_NK; k++)
+        fprintf(f, " %8.4f", r->ndcg[k]);
     fprintf(f, "\n");
 }

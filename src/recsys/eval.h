@@ -39,24 +39,24 @@ typedef int (*rec_score_fn)(void *ctx, const struct rec_dataset *d, enum rec_spl
 
 /** A model as the evaluator sees it. */
 struct rec_scorer {
-    const char *name;   /* shown in tables: "popularity", "random", "sasrec" */
+    const char *name; /* shown in tables: "popularity", "random", "sasrec" */
     rec_score_fn score;
     void *ctx;
 };
 
 struct rec_eval_cfg {
-    enum rec_split split;   /* REC_SPLIT_VALID or REC_SPLIT_TEST */
-    struct pool *pool;      /* NULL: run on the calling thread */
-    uint32_t batch;         /* users per score call (0 = 64) */
-    uint32_t max_users;     /* evaluate only the first max_users eligible users (0 = all) */
+    enum rec_split split; /* REC_SPLIT_VALID or REC_SPLIT_TEST */
+    struct pool *pool;    /* NULL: run on the calling thread */
+    uint32_t batch;       /* users per score call (0 = 64) */
+    uint32_t max_users;   /* evaluate only the first max_users eligible users (0 = all) */
 };
 
 struct rec_eval_result {
-    uint32_t n_users;             /* users evaluated */
-    double hr[REC_EVAL_NK];       /* indexed like rec_eval_ks */
+    uint32_t n_users;       /* users evaluated */
+    double hr[REC_EVAL_NK]; /* indexed like rec_eval_ks */
     double ndcg[REC_EVAL_NK];
-    double mean_rank;             /* mean 0-based rank of the target (diagnostic) */
-    double seconds;               /* wall time of the evaluation */
+    double mean_rank; /* mean 0-based rank of the target (diagnostic) */
+    double seconds;   /* wall time of the evaluation */
 };
 
 /** Evaluates `scorer` on cfg->split. Returns 0 or a negative err_code (a scorer failure, an
@@ -68,8 +68,8 @@ int rec_eval_run(const struct rec_dataset *d, const struct rec_scorer *scorer,
  *  history items (duplicates allowed; entries equal to the target or outside 1..n_items are
  *  ignored). `mark` is caller scratch of n_items + 1 uint32 entries and `stamp` a value not
  *  yet used in it (marks are compared, never cleared). Exposed for tests. */
-uint32_t rec_eval_rank(const float *scores, uint32_t n_items, uint32_t target,
-                       const uint32_t *excl, size_t n_excl, uint32_t *mark, uint32_t stamp);
+uint32_t rec_eval_rank(const float *scores, uint32_t n_items, uint32_t target, const uint32_t *excl,
+                       size_t n_excl, uint32_t *mark, uint32_t stamp);
 
 /** Adds one user's HR and NDCG at every cut-off for a 0-based rank to hr[] and ndcg[]. */
 void rec_eval_accumulate(uint32_t rank, double hr[REC_EVAL_NK], double ndcg[REC_EVAL_NK]);

@@ -77,9 +77,8 @@ int eval_cli_main(int argc, char **argv, const struct rec_model_loader *loader)
     cfg.pool = pool;
     printf("dataset %s: %u users, %u items, %llu interactions; split %s, %u users evaluated%s\n",
            data, d->n_users, d->n_items, (unsigned long long)d->n_interactions, split_s,
-           max_users && (uint32_t)max_users < rec_split_n_eval_users(d)
-               ? (uint32_t)max_users
-               : rec_split_n_eval_users(d),
+           max_users && (uint32_t)max_users < rec_split_n_eval_users(d) ? (uint32_t)max_users
+                                                                        : rec_split_n_eval_users(d),
            max_users ? " (--max-users)" : "");
     int header = 1, rc = 0;
     struct rec_scorer pop = rec_eval_popularity_scorer();

@@ -400,6 +400,14 @@ uint32_t movielens_parse_genres(const char *s, size_t len, uint32_t *unknown)
 /* ------------------------------------------------------------------------------------------ */
 /* row parsers                                                                                 */
 
+/* A field count for messages: the number, or "more" when the split stopped at its maximum. */
+static const char *nf_str(int nf, char *buf, size_t n)
+{
+    if (nf < 0) return "more";
+    snprintf(buf, n, "%d", nf);
+    return buf;
+}
+
 int movielens_parse_rating(enum movielens_layout layout, const char *line, size_t len,
                            struct movielens_rating *out, char *why, size_t why_n)
 {
@@ -440,10 +448,7 @@ int movielens_parse_rating(enum movielens_layout layout, const char *line, size_
     }
     if (nf != 4) {
         set_why(why, why_n, "expected 4 fields (user, movie, rating, timestamp), found %s",
-                nf < 0 ? "more"
-                       : (nf == 1   ? "1"
-                          : nf == 2 ? "2"
-                                    : "3"));
+                nf_str(nf, tmp, sizeof tmp));
         return -1;
     }
     if (!parse_u32(f[0].ptr, f[0].len, &out->user)) {
@@ -533,9 +538,7 @@ int movielens_parse_movie(enum movielens_layout layout, const char *line, size_t
         nf = movielens_sep_split(line, len, "::", f, 4);
         if (nf != 3) {
             set_why(why, why_n, "expected 3 fields (MovieID::Title::Genres), found %s",
-                    nf < 0    ? "more"
-                    : nf == 1 ? "1"
-                              : "2");
+                    nf_str(nf, tmp, sizeof tmp));
             return -1;
         }
         break;
@@ -543,7 +546,7 @@ int movielens_parse_movie(enum movielens_layout layout, const char *line, size_t
         nf = movielens_sep_split(line, len, "|", f, 25);
         if (nf != 24) {
             set_why(why, why_n, "expected 24 '|'-separated fields, found %s",
-                    nf < 0 ? "more" : (snprintf(tmp, sizeof tmp, "%d", nf), tmp));
+                    nf_str(nf, tmp, sizeof tmp));
             return -1;
         }
         break;
@@ -716,7 +719,7 @@ struct loader {
     uint32_t *u, *i;
     int64_t *ts;
     size_t n, cap;
-    /* SASRec: ids above these are malformed rows (0 = no bound) */
+    /* SASRec: ids above these are malformed rows */
     uint32_t lim_user, lim_item;
     /* movies */
     struct movie_rec *mv;
@@ -857,10 +860,10 @@ static int read_ratings(struct loader *L, enum movielens_layout layout, const ch
             if (rc < 0) break;
             continue;
         }
-        if ((L->lim_user && row.user > L->lim_user) || (L->lim_item && row.item > L->lim_item)) {
+        if (layout == MOVIELENS_SASREC && (row.user > L->lim_user || row.item > L->lim_item)) {
             rc = report_row(L, r.name, r.lineno, true,
-                            "id outside the id maps (user %u of %u, item %u of %u)", row.user,
-                            L->lim_user, row.item, L->lim_item);
+                            "id out of range (user %u of %u, item %u of %u)", row.user, L->lim_user,
+                            row.item, L->lim_item);
             if (rc < 0) break;
             continue;
         }
@@ -1009,6 +1012,7 @@ static bool file_exists(const char *path)
 /* Sets out to dir/name or dir/name.gz, whichever exists. */
 static bool find_file(const char *dir, const char *name, char *out, size_t n)
 {
+    if (!out || n == 0) return false; /* also quiets GCC's -Wformat-truncation under ASan */
     snprintf(out, n, "%s/%s", dir, name);
     if (file_exists(out)) return true;
     snprintf(out, n, "%s/%s.gz", dir, name);
@@ -1377,8 +1381,10 @@ static struct rec_dataset *load_sasrec(struct loader *L, const char *dir, const 
     if (find_file(dir, "sas_to_original_users.txt", path, sizeof path) &&
         read_sas_map(L, path, &umap, &n_umap) < 0)
         goto fail;
-    L->lim_user = umap ? n_umap : 0;
-    L->lim_item = imap ? n_imap : 0;
+    /* without a map, ids are taken as dense and bounded, so that one huge id cannot make the
+     * offsets array enormous */
+    L->lim_user = umap ? n_umap : MOVIELENS_MAX_SASREC_ID;
+    L->lim_item = imap ? n_imap : MOVIELENS_MAX_SASREC_ID;
     if (read_ratings(L, MOVIELENS_SASREC, seq_path) < 0) goto fail;
     /* without maps, ids are the file's own and the counts its largest ids */
     uint32_t max_u = 0, max_i = 0;

@@ -41,6 +41,8 @@ enum movielens_layout {
 #define MOVIELENS_MAX_TITLE 1024
 /** How many row reports a load keeps (the rest are only counted). */
 #define MOVIELENS_MAX_REPORTS 32
+/** Largest id accepted in a SASRec sequence file that comes without id maps. */
+#define MOVIELENS_MAX_SASREC_ID (1u << 24)
 #define MOVIELENS_REPORT_LEN 200
 
 struct movielens_cfg {
