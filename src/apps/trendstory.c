@@ -2,9 +2,12 @@
 #include <stddef.h>
 
 #include "base/cli.h"
+#include "engine/generate.h"
 #include "engine/gguf_cli.h"
 
 static const struct cli_cmd cmds[] = {
+    {"generate", "generate text from a GGUF or llama2.c model, streamed to stdout",
+     GENERATE_USAGE, generate_cli},
     {"gguf-info", "print a GGUF file's metadata and tensor table", GGUF_INFO_USAGE,
      gguf_cli_info},
     {NULL, NULL, NULL, NULL},
