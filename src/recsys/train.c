@@ -212,7 +212,7 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     memset(&r, 0, sizeof(r));
     struct encoder *e = NULL;
     struct pool *pool = NULL;
-    uint32_t *users = NULL, *ids = NULL, *tgt = NULL;
+    uint32_t *users = NULL, *users_base = NULL, *ids = NULL, *tgt = NULL;
     float *logq = NULL;
     FILE *loss_f = NULL, *val_f = NULL;
     int rc = 0;
@@ -262,10 +262,11 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     openblas_set_num_threads(cfg->threads);
     /* train users: at least one (input, target) pair */
     users = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
+    users_base = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
     ids = malloc(sizeof(uint32_t) * (size_t)B * T);
     tgt = malloc(sizeof(uint32_t) * (size_t)B * T);
     logq = malloc(sizeof(float) * ((size_t)d->n_items + 1));
-    if (!users || !ids || !tgt || !logq || (cfg->threads > 1 && !pool)) {
+    if (!users || !users_base || !ids || !tgt || !logq || (cfg->threads > 1 && !pool)) {
         rc = err_set(err, ERR_NOMEM, "train: out of memory");
         goto out;
     }
@@ -281,7 +282,7 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
             uint64_t n;
             const uint32_t *tr = rec_split_train(d, u, &n);
             if (n >= 2)
-                users[n_train++] = u;
+                users_base[n_train++] = u;
             for (uint64_t i = 1; i < n; i++) {
                 cnt[tr[i]] += 1.0;
                 total += 1.0;
@@ -324,7 +325,10 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     int epoch = (int)ts.epoch;
     r.val_hr10 = r.val_ndcg10 = 0.0;
     while (epoch < cfg->epochs) {
-        /* shuffle (Fisher-Yates) from the sampler's RNG */
+        /* shuffle (Fisher-Yates) from the sampler's RNG, starting each epoch from user order so
+         * that an epoch depends only on the RNG state a checkpoint carries */
+        for (uint32_t i = 0; i < n_train; i++)
+            users[i] = users_base[i];
         for (uint32_t i = n_train - 1; i > 0; i--) {
             uint32_t j = (uint32_t)(rng_next(&ts.rng) % (i + 1));
             uint32_t t = users[i];
@@ -439,6 +443,7 @@ out:
     if (val_f)
         fclose(val_f);
     free(users);
+    free(users_base);
     free(ids);
     free(tgt);
     free(logq);
