@@ -273,6 +273,37 @@ static void test_attention_blas_matches_ref(void **state)
     free(dq1), free(dk1), free(dv1), free(dq2), free(dk2), free(dv2), free(s1), free(s2);
 }
 
+/* The vectorised softmax cross-entropy against the scalar one, with and without a bias, on
+ * rows whose length is not a multiple of 16 and with very negative logits. */
+static void test_xent_fast_matches_ref(void **state)
+{
+    (void)state;
+    const int R = 5, K = 301;
+    float *a = rand_buf((size_t)R * K, 20.0f), *bias = rand_buf(K, 5.0f);
+    a[7] = -500.0f;
+    float *b = malloc(sizeof(float) * R * K), *la = zeros(R), *lb = zeros(R);
+    int tgt[5] = {0, 7, 150, 299, 300};
+    for (int pass = 0; pass < 2; pass++) {
+        const float *bs = pass ? bias : NULL;
+        float *x = rand_buf((size_t)R * K, 20.0f);
+        memcpy(a, x, sizeof(float) * R * K);
+        memcpy(b, x, sizeof(float) * R * K);
+        ops_xent_rows_ref(a, la, bs, tgt, R, K, 0.25f);
+        ops_xent_rows(b, lb, bs, tgt, R, K, 0.25f);
+        for (int r = 0; r < R; r++) {
+            assert_true(fabsf(la[r] - lb[r]) <= 1e-5f * (1.0f + fabsf(la[r])));
+            double s = 0.0;
+            for (int i = 0; i < K; i++) {
+                assert_true(fabsf(a[r * K + i] - b[r * K + i]) <= 1e-6f);
+                s += b[r * K + i];
+            }
+            assert_true(fabs(s) < 1e-5); /* softmax - onehot sums to zero */
+        }
+        free(x);
+    }
+    free(a), free(b), free(bias), free(la), free(lb);
+}
+
 /* ---- swiglu ---- */
 struct sw_ctx {
     float *g, *u, *out, *r;
@@ -337,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_attention_backward),
         cmocka_unit_test(test_attention_backward_masked_gqa),
         cmocka_unit_test(test_attention_blas_matches_ref),
+        cmocka_unit_test(test_xent_fast_matches_ref),
         cmocka_unit_test(test_swiglu_backward),
         cmocka_unit_test(test_l2norm_backward),
     };

@@ -436,28 +436,8 @@ static void ce_rows(void *ctx, size_t r0, size_t r1, int tid)
 {
     (void)tid;
     const struct ce_job *j = ctx;
-    for (size_t r = r0; r < r1; r++) {
-        float *x = j->logits + r * (size_t)j->K;
-        if (j->bias)
-            for (int i = 0; i < j->K; i++)
-                x[i] += j->bias[i];
-        float mx = x[0];
-        for (int i = 1; i < j->K; i++)
-            if (x[i] > mx)
-                mx = x[i];
-        double sum = 0.0;
-        for (int i = 0; i < j->K; i++) {
-            x[i] = expf(x[i] - mx);
-            sum += x[i];
-        }
-        int t = j->target_idx[r];
-        float p_t = x[t];
-        j->row_loss[r] = (float)(log(sum) - log((double)p_t > 0 ? (double)p_t : 1e-45));
-        float inv = (float)(1.0 / sum);
-        for (int i = 0; i < j->K; i++)
-            x[i] *= inv * j->inv_m;
-        x[t] -= j->inv_m;
-    }
+    ops_xent_rows(j->logits + r0 * (size_t)j->K, j->row_loss + r0, j->bias, j->target_idx + r0,
+                  (int)(r1 - r0), j->K, j->inv_m);
 }
 
 /* Builds the candidate set and the gathered (optionally normalised) item table. */
