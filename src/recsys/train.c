@@ -422,8 +422,13 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
         progress_end(&pb);
     r.steps = ts.step;
     r.epochs_done = epoch;
-    rc = train_evaluate(e, d, REC_SPLIT_TEST, 10, cfg->eval_max_users, pool, &r.test_hr10,
-                        &r.test_ndcg10, err);
+    /* the final numbers always use every user */
+    if (cfg->eval_max_users) {
+        rc = train_evaluate(e, d, REC_SPLIT_VALID, 10, 0, pool, &r.val_hr10, &r.val_ndcg10, err);
+        if (rc)
+            goto out;
+    }
+    rc = train_evaluate(e, d, REC_SPLIT_TEST, 10, 0, pool, &r.test_hr10, &r.test_ndcg10, err);
     if (rc)
         goto out;
     if (cfg->out_dir) {

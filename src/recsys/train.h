@@ -35,7 +35,8 @@ struct train_config {
                                   interrupted; the schedule still spans `epochs` */
     double time_budget_s;      /* >0: stop after the epoch that passes this wall time */
     int eval_every;            /* validate every N epochs (0 = only at the end) */
-    uint32_t eval_max_users;   /* validate on at most this many users (0 = all) */
+    uint32_t eval_max_users;   /* per-epoch validation on at most this many users (0 = all);
+                                  the final validation and test always use all */
     bool progress;             /* draw a progress bar on stderr */
     /* optional per-step observer (tests, logs) */
     void (*on_step)(void *ctx, uint64_t step, float loss);
