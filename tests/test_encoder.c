@@ -17,7 +17,9 @@
 #include "base/pool.h"
 #include "recsys/dataset.h"
 #include "recsys/encoder.h"
+#include "recsys/eval.h"
 #include "recsys/train.h"
+#include "recsys/train_cli.h"
 
 static uint64_t rng_state = 0x243F6A8885A308D3ull;
 static float frand(void)
@@ -386,6 +388,52 @@ static void test_checkpoint_resume(void **state)
     test_rmtree(dir2);
 }
 
+/* The scorer behind `nanorec eval --model` (one model per thread) agrees with the training
+ * loop's own evaluation, and refuses a model trained on another item count. */
+static void test_eval_scorer_matches(void **state)
+{
+    (void)state;
+    struct rec_dataset *d = rule_dataset();
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
+    struct train_config tc;
+    rule_config(&tc, ENCODER_LOSS_SOFTMAX);
+    tc.epochs = 1; /* partly trained: metrics strictly between 0 and 1 */
+    tc.warmup_steps = 0;
+    tc.lr = 3e-4f;
+    tc.out_dir = dir;
+    struct train_result r;
+    struct err err;
+    struct encoder *e = NULL;
+    assert_int_equal(train_encoder(d, &tc, &e, &r, &err), 0);
+    double hr, nd;
+    assert_int_equal(train_evaluate(e, d, REC_SPLIT_TEST, 10, 0, NULL, &hr, &nd, &err), 0);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/encoder.gguf", dir);
+    struct rec_scorer sc = {0};
+    assert_int_equal(train_encoder_loader.open(path, d, 2, &sc, &err), 0);
+    struct pool *p = pool_new(2);
+    struct rec_eval_cfg ec = {.split = REC_SPLIT_TEST, .pool = p};
+    struct rec_eval_result er;
+    assert_int_equal(rec_eval_run(d, &sc, &ec, &er, &err), 0);
+    print_message("  1 epoch: train_evaluate HR@10 %.4f NDCG@10 %.4f, evaluator %.4f %.4f\n", hr,
+                  nd, er.hr[0], er.ndcg[0]);
+    assert_true(hr > 0.05 && hr < 0.95);
+    assert_true(fabs(er.hr[0] - hr) < 1e-9);
+    assert_true(fabs(er.ndcg[0] - nd) < 1e-6);
+    train_encoder_loader.close(&sc);
+    /* another dataset shape is refused with a message */
+    d->n_items = 60;
+    struct rec_scorer sc2 = {0};
+    assert_true(train_encoder_loader.open(path, d, 1, &sc2, &err) < 0);
+    assert_non_null(strstr(err.msg, "items"));
+    d->n_items = 50;
+    pool_free(p);
+    encoder_free(e);
+    rec_dataset_free(d);
+    test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_learns_rule_infonce),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_checkpoint_resume),
+        cmocka_unit_test(test_eval_scorer_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
