@@ -16,6 +16,7 @@
 
 #define CKPT_FILE "checkpoint.gguf"
 #define MODEL_FILE "encoder.gguf"
+#define BUCKET_BATCHES 16 /* batches per length-sorting window */
 
 void train_config_default(struct train_config *c)
 {
@@ -36,6 +37,7 @@ void train_config_default(struct train_config *c)
     c->threads = 1;
     c->eval_every = 1;
     c->progress = true;
+    c->bucket = true;
 }
 
 static double now_s(void)
@@ -76,6 +78,20 @@ static void fill_row(uint32_t *row, int T, const uint32_t *hist, uint64_t n)
     uint64_t take = n < (uint64_t)T ? n : (uint64_t)T;
     memset(row, 0, (size_t)T * sizeof(uint32_t));
     memcpy(row + (T - (int)take), hist + (n - take), (size_t)take * sizeof(uint32_t));
+}
+
+/* Input positions of user u's training sample: min(train items - 1, T). */
+static int train_len(const struct rec_dataset *d, uint32_t u, int T)
+{
+    uint64_t n;
+    rec_split_train(d, u, &n);
+    return n < 2 ? 0 : (n - 1 < (uint64_t)T ? (int)(n - 1) : T);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 /* Training sample of user u: inputs and next-item targets over the last T+1 train items. */
@@ -213,6 +229,7 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     struct encoder *e = NULL;
     struct pool *pool = NULL;
     uint32_t *users = NULL, *users_base = NULL, *ids = NULL, *tgt = NULL;
+    uint64_t *keys = NULL, *order = NULL;
     float *logq = NULL;
     FILE *loss_f = NULL, *val_f = NULL;
     int rc = 0;
@@ -266,7 +283,8 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     ids = malloc(sizeof(uint32_t) * (size_t)B * T);
     tgt = malloc(sizeof(uint32_t) * (size_t)B * T);
     logq = malloc(sizeof(float) * ((size_t)d->n_items + 1));
-    if (!users || !users_base || !ids || !tgt || !logq || (cfg->threads > 1 && !pool)) {
+    keys = malloc(sizeof(uint64_t) * (size_t)B * BUCKET_BATCHES);
+    if (!users || !users_base || !ids || !tgt || !logq || !keys || (cfg->threads > 1 && !pool)) {
         rc = err_set(err, ERR_NOMEM, "train: out of memory");
         goto out;
     }
@@ -299,6 +317,11 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     }
     const uint64_t steps_per_epoch = (n_train + (uint32_t)B - 1) / (uint32_t)B;
     const uint64_t total_steps = steps_per_epoch * (uint64_t)cfg->epochs;
+    order = malloc(sizeof(uint64_t) * steps_per_epoch);
+    if (!order) {
+        rc = err_set(err, ERR_NOMEM, "train: out of memory");
+        goto out;
+    }
     if (cfg->out_dir) {
         loss_f = open_tsv(cfg->out_dir, "loss.tsv", "step\tepoch\tloss\tlr\tgrad_norm", resumed);
         val_f = open_tsv(cfg->out_dir, "valid.tsv", "epoch\tstep\tHR@10\tNDCG@10\tseconds",
@@ -335,22 +358,51 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
             users[i] = users[j];
             users[j] = t;
         }
+        /* length buckets: within windows of BUCKET_BATCHES batches, users sorted by length
+         * (longest first, ties by id), then the batches visited in a random order, so a batch
+         * pads to its own longest user instead of max_len */
+        if (cfg->bucket) {
+            uint32_t W = (uint32_t)B * BUCKET_BATCHES;
+            for (uint32_t w0 = 0; w0 < n_train; w0 += W) {
+                uint32_t wn = n_train - w0 < W ? n_train - w0 : W;
+                for (uint32_t i = 0; i < wn; i++) {
+                    uint32_t u = users[w0 + i];
+                    keys[i] = ((uint64_t)(0xFFFFFFFFu - train_len(d, u, T)) << 32) | u;
+                }
+                qsort(keys, wn, sizeof(uint64_t), cmp_u64);
+                for (uint32_t i = 0; i < wn; i++)
+                    users[w0 + i] = (uint32_t)keys[i];
+            }
+        }
+        for (uint64_t i = 0; i < steps_per_epoch; i++)
+            order[i] = i;
+        if (cfg->bucket)
+            for (uint64_t i = steps_per_epoch - 1; i > 0; i--) {
+                uint64_t j = rng_next(&ts.rng) % (i + 1), t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
         double loss_sum = 0.0;
         for (uint64_t s = 0; s < steps_per_epoch; s++) {
-            uint32_t b0 = (uint32_t)(s * (uint64_t)B);
+            uint32_t b0 = (uint32_t)(order[s] * (uint64_t)B);
             int nb = (int)(n_train - b0 < (uint32_t)B ? n_train - b0 : (uint32_t)B);
-            int n_loss = 0;
+            int n_loss = 0, Tb = 1;
             for (int b = 0; b < nb; b++) {
-                fill_sample(d, users[b0 + b], T, ids + (size_t)b * T, tgt + (size_t)b * T);
-                for (int t = 0; t < T; t++)
-                    n_loss += tgt[(size_t)b * T + t] != 0;
+                int len = train_len(d, users[b0 + b], T);
+                if (len > Tb)
+                    Tb = len;
+            }
+            for (int b = 0; b < nb; b++) {
+                fill_sample(d, users[b0 + b], Tb, ids + (size_t)b * Tb, tgt + (size_t)b * Tb);
+                for (int t = 0; t < Tb; t++)
+                    n_loss += tgt[(size_t)b * Tb + t] != 0;
             }
             ts.step++;
             e->training = true;
             e->dropout_seed = cfg->seed * 0x9E3779B97F4A7C15ull + ts.step;
             float loss = 0.0f;
             encoder_zero_grad(e);
-            rc = encoder_forward(e, ids, tgt, nb, T, logq, &loss, pool, err);
+            rc = encoder_forward(e, ids, tgt, nb, Tb, logq, &loss, pool, err);
             if (!rc)
                 rc = encoder_backward(e, pool, err);
             if (rc)
@@ -366,7 +418,7 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
             opt.lr = lr_at(cfg, ts.step, total_steps);
             encoder_adamw_step(e, &opt, ts.step);
             loss_sum += loss;
-            gflop += encoder_train_flops(&e->cfg, nb, T, n_loss,
+            gflop += encoder_train_flops(&e->cfg, nb, Tb, n_loss,
                                          e->cfg.loss == ENCODER_LOSS_SOFTMAX
                                              ? e->cfg.n_items
                                              : (n_loss < e->cfg.n_items ? n_loss
@@ -449,6 +501,8 @@ out:
         fclose(val_f);
     free(users);
     free(users_base);
+    free(keys);
+    free(order);
     free(ids);
     free(tgt);
     free(logq);

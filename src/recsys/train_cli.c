@@ -96,6 +96,8 @@ int train_cli_encoder(int argc, char **argv)
             tc.enc.logq = false;
         else if (!strcmp(argv[i], "--raw-items"))
             tc.enc.norm_items = false;
+        else if (!strcmp(argv[i], "--no-bucket"))
+            tc.bucket = false;
         else if (!strcmp(argv[i], "--constant-lr"))
             tc.cosine = false;
         else if (!strcmp(argv[i], "--quiet"))
