@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/pool.h"
+#include "engine/gguf.h"
 #include "recsys/dataset.h"
 #include "recsys/encoder.h"
 #include "recsys/eval.h"
@@ -367,6 +368,19 @@ static void test_checkpoint_resume(void **state)
     assert_int_equal(el->n_params, ef->n_params);
     assert_memory_equal(el->params, ef->params, sizeof(float) * ef->n_params);
     assert_true(el->cfg.loss == ENCODER_LOSS_INFONCE && el->cfg.dim == 32);
+    {   /* the item vectors in the export are the scoring table */
+        struct gguf_file *gf = gguf_open(path, &err);
+        assert_non_null(gf);
+        const struct gguf_tensor *iv = gguf_find_tensor(gf, "item_vectors");
+        assert_non_null(iv);
+        assert_int_equal(iv->ne[0], 32);
+        assert_int_equal(iv->ne[1], 51);
+        float *tab = malloc(sizeof(float) * 51 * 32);
+        encoder_item_table(ef, tab);
+        assert_memory_equal(iv->data, tab, sizeof(float) * 51 * 32);
+        free(tab);
+        gguf_close(gf);
+    }
     snprintf(path, sizeof(path), "%s/loss.tsv", dir2);
     assert_true(test_path_exists(path));
     snprintf(path, sizeof(path), "%s/valid.tsv", dir2);

@@ -893,6 +893,17 @@ int encoder_save(const struct encoder *e, const struct encoder_train_state *ts, 
         rc = gguf_writer_add_tensor(w, t->name, GGML_TYPE_F32, t->rows > 1 ? 2 : 1, ne,
                                     e->params + t->offset, true, err);
     }
+    float *items = NULL;
+    if (!ts && !rc) { /* the export carries the scoring table the vector indexes store */
+        items = malloc(sizeof(float) * ((size_t)c->n_items + 1) * c->dim);
+        if (!items) {
+            gguf_writer_free(w);
+            return err_set(err, ERR_NOMEM, "encoder: out of memory writing %s", path);
+        }
+        encoder_item_table(e, items);
+        uint64_t ne[2] = {(uint64_t)c->dim, (uint64_t)c->n_items + 1};
+        rc = gguf_writer_add_tensor(w, "item_vectors", GGML_TYPE_F32, 2, ne, items, true, err);
+    }
     if (ts && !rc) {
         uint64_t ne[1] = {e->n_params};
         rc = gguf_writer_add_tensor(w, "adam.m", GGML_TYPE_F32, 1, ne, e->adam_m, true, err);
@@ -902,6 +913,7 @@ int encoder_save(const struct encoder *e, const struct encoder_train_state *ts, 
     if (!rc)
         rc = gguf_writer_write(w, path, err);
     gguf_writer_free(w);
+    free(items);
     if (rc)
         err_prefix(err, "saving encoder %s", path);
     return rc;

@@ -144,7 +144,9 @@ struct encoder_train_state {
 };
 /** Writes the encoder as GGUF (general.architecture = nanorec.encoder, hyper-parameters as
  *  nanorec.encoder.* keys, weights as f32 tensors named as in e->tensors); with the Adam
- *  moments (adam.m, adam.v) and train.* keys when `ts` is given (a checkpoint). Atomic. */
+ *  moments (adam.m, adam.v) and train.* keys when `ts` is given (a checkpoint); without `ts`
+ *  (an export) with `item_vectors` (n_items+1, C): the scoring table of encoder_item_table,
+ *  which vector indexes store and search with the user vectors (inner product). Atomic. */
 int encoder_save(const struct encoder *e, const struct encoder_train_state *ts, const char *path,
                  struct err *err);
 /** Loads a file written by encoder_save (Adam moments and *ts too when ts is not NULL and the
