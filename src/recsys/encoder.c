@@ -442,6 +442,13 @@ fail:
     return ERR_NOMEM;
 }
 
+int encoder_reserve(struct encoder *e, int B, int T)
+{
+    if (B < 1 || T < 1 || T > e->cfg.max_len)
+        return ERR_INVALID;
+    return acts_reserve(e, B, T);
+}
+
 /* ---- per-sequence parallel work ---- */
 
 struct seq_job {

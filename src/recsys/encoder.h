@@ -108,6 +108,9 @@ const struct encoder_tensor *encoder_find_tensor(const struct encoder *e, const 
 int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targets, int B,
                     int T, const float *item_logq, float *loss, struct pool *pool,
                     struct err *err);
+/** Allocates activations for batches up to (B, T) now (forward grows them on demand).
+ *  Returns 0, ERR_INVALID for a bad shape or ERR_NOMEM. */
+int encoder_reserve(struct encoder *e, int B, int T);
 /** The user vectors (B, C) at the last position of the last forward (L2-normalised). */
 void encoder_last_vectors(const struct encoder *e, float *out);
 /** Zeroes the gradients. */

@@ -116,7 +116,7 @@ int train_evaluate(struct encoder *e, const struct rec_dataset *d, enum rec_spli
                    struct err *err)
 {
     const int T = e->cfg.max_len, C = e->cfg.dim, N = e->cfg.n_items;
-    const int EB = 256;
+    const int EB = 128; /* users per forward: the training batch's activation size */
     int rc = 0;
     uint32_t *users = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
     uint32_t *ids = malloc(sizeof(uint32_t) * (size_t)EB * T);
@@ -338,6 +338,11 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
              encoder_loss_name(e->cfg.loss), ec.dim, ec.n_layers, ec.n_heads, ec.ffn,
              ec.max_len, B, cfg->threads);
 
+    /* activations for the largest batch once, not regrown as bucket lengths vary */
+    if (encoder_reserve(e, B > 128 ? B : 128, T)) {
+        rc = err_set(err, ERR_NOMEM, "train: out of memory for activations of (%d, %d)", B, T);
+        goto out;
+    }
     struct adamw_config opt = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps,
                                cfg->weight_decay};
     struct progress pb;
