@@ -4,10 +4,13 @@
  *   bit 2:    the text is a whole ratings file loaded through movielens_load (line reader,
  *             BOM/CRLF handling, reports, sequence building); otherwise each line of the text
  *             goes through every line parser
- *   bit 3:    strict mode for the whole-file load
+ *   bit 3:    strict mode for the whole-file load; in whole-file mode a line holding only
+ *             the byte 0x1E splits the text into the ratings file and the movies file
+ *   bit 4:    the text is a dataset artifact (GGUF) loaded through rec_dataset_load
  * Besides the sanitizers it checks the parsers' promises: CSV fields lie inside the buffer and
  * are NUL-terminated, titles are UTF-8 within the bound, years are 0 or plausible, genre masks
  * use known bits, a loaded dataset validates, a failure carries a message. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 #include "recsys/dataset.h"
+#include "base/utf8.h"
 #include "recsys/movielens.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -23,6 +27,24 @@ static const enum movielens_layout layouts[4] = {MOVIELENS_CSV, MOVIELENS_DAT, M
                                                  MOVIELENS_SASREC};
 static const char *const rating_names[4] = {"ratings.csv", "ratings.dat", "u.data",
                                             "fuzz_sasrec.txt"};
+static const char *const movie_names[4] = {"movies.csv", "movies.dat", "u.item", "movies.dat"};
+
+static bool write_to(const char *dir, const char *name, const uint8_t *p, size_t n)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "wb");
+    if (!fp) return false;
+    bool ok = fwrite(p, 1, n, fp) == n;
+    return fclose(fp) == 0 && ok;
+}
+
+static void remove_in(const char *dir, const char *name)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    unlink(path);
+}
 
 static void one_line(enum movielens_layout layout, const char *line, size_t len)
 {
@@ -48,7 +70,7 @@ static void one_line(enum movielens_layout layout, const char *line, size_t len)
     struct movielens_movie m;
     if (movielens_parse_movie(layout, line, len, buf, cap, &m, why, sizeof why) == 0) {
         size_t tl = strlen(m.title);
-        if (tl > MOVIELENS_MAX_TITLE || !movielens_utf8_valid(m.title, tl)) abort();
+        if (tl > MOVIELENS_MAX_TITLE || !utf8_valid(m.title, tl)) abort();
         if (m.year != 0 && (m.year < 1870 || m.year > 2100)) abort();
         if (m.genres >> REC_GENRE_COUNT) abort();
     } else if (why[0] == '\0') {
@@ -58,20 +80,27 @@ static void one_line(enum movielens_layout layout, const char *line, size_t len)
     if (y != 0 && (y < 1870 || y > 2100)) abort();
     if (movielens_parse_genres(line, len, NULL) >> REC_GENRE_COUNT) abort();
     size_t ul = movielens_to_utf8(line, len, buf, cap);
-    if (ul >= cap || !movielens_utf8_valid(buf, ul)) abort();
+    if (ul >= cap || !utf8_valid(buf, ul)) abort();
     free(buf);
 }
 
 static void whole_file(int li, bool strict, const uint8_t *text, size_t len)
 {
     char dir[] = "/tmp/fuzz_movielens.XXXXXX";
-    char path[128];
     if (!mkdtemp(dir)) return;
-    snprintf(path, sizeof path, "%s/%s", dir, rating_names[li]);
-    FILE *fp = fopen(path, "wb");
-    if (fp) {
-        fwrite(text, 1, len, fp);
-        fclose(fp);
+    size_t rlen = len;
+    const uint8_t *movies = NULL;
+    size_t mlen = 0;
+    for (size_t i = 0; i + 2 < len; i++) {
+        if (text[i] == '\n' && text[i + 1] == 0x1E && text[i + 2] == '\n') {
+            rlen = i + 1;
+            movies = text + i + 3;
+            mlen = len - (i + 3);
+            break;
+        }
+    }
+    if (write_to(dir, rating_names[li], text, rlen) &&
+        (!movies || write_to(dir, movie_names[li], movies, mlen))) {
         struct movielens_cfg cfg = {.strict = strict};
         struct movielens_report rep;
         struct err err = {0};
@@ -79,12 +108,41 @@ static void whole_file(int li, bool strict, const uint8_t *text, size_t len)
         if (d) {
             if (rec_dataset_validate(d, &err) != 0) abort();
             if (rep.n_reports > MOVIELENS_MAX_REPORTS) abort();
+            /* what was loaded saves and loads back the same */
+            char path[160];
+            snprintf(path, sizeof path, "%s/%s", dir, REC_DATASET_FILE);
+            if (rec_dataset_save(d, path, &err) != 0) abort();
+            struct rec_dataset *b = rec_dataset_load(path, &err);
+            if (!b || b->n_interactions != d->n_interactions || b->n_items != d->n_items ||
+                memcmp(b->seq, d->seq, (size_t)d->n_interactions * sizeof *d->seq) != 0)
+                abort();
+            rec_dataset_free(b);
+            rec_dataset_free(d);
+            remove_in(dir, REC_DATASET_FILE);
+        } else if (err.msg[0] == '\0') {
+            abort();
+        }
+    }
+    remove_in(dir, rating_names[li]);
+    remove_in(dir, movie_names[li]);
+    rmdir(dir);
+}
+
+static void artifact(const uint8_t *text, size_t len)
+{
+    char dir[] = "/tmp/fuzz_movielens.XXXXXX";
+    if (!mkdtemp(dir)) return;
+    if (write_to(dir, REC_DATASET_FILE, text, len)) {
+        struct err err = {0};
+        struct rec_dataset *d = rec_dataset_load(dir, &err);
+        if (d) {
+            if (rec_dataset_validate(d, &err) != 0) abort();
             rec_dataset_free(d);
         } else if (err.msg[0] == '\0') {
             abort();
         }
-        unlink(path);
     }
+    remove_in(dir, REC_DATASET_FILE);
     rmdir(dir);
 }
 
@@ -95,6 +153,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int li = mode & 3;
     const uint8_t *text = data + 1;
     size_t len = size - 1;
+    if (mode & 16) {
+        artifact(text, len);
+        return 0;
+    }
     if (mode & 4) {
         whole_file(li, (mode & 8) != 0, text, len);
         return 0;

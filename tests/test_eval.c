@@ -8,6 +8,7 @@
 #include "base/pool.h"
 #include "recsys/dataset.h"
 #include "recsys/eval.h"
+#include "recsys/eval_cli.h"
 #include "recsys/movielens.h"
 #include "testutil.h"
 
@@ -230,7 +231,9 @@ static void test_determinism_threads_and_batches(void **state)
         struct pool *p = pool_new(threads[t]);
         assert_non_null(p);
         for (size_t b = 0; b < 4; b++) {
-            struct rec_eval_cfg c = {.split = REC_SPLIT_TEST, .pool = p, .batch = batches[b]};
+            /* the progress bar (on stderr) must not change anything either */
+            struct rec_eval_cfg c = {
+                .split = REC_SPLIT_TEST, .pool = p, .batch = batches[b], .progress = b == 2};
             assert_int_equal(rec_eval_run(d, &rnd, &c, &r, &err), 0);
             assert_memory_equal(r.hr, base_r.hr, sizeof r.hr);
             assert_memory_equal(r.ndcg, base_r.ndcg, sizeof r.ndcg);
@@ -396,6 +399,53 @@ static void test_real_ml_1m_baselines(void **state)
     rec_dataset_free(d);
 }
 
+static int fake_open(const char *path, const struct rec_dataset *d, int n_threads,
+                     struct rec_scorer *sc, struct err *err)
+{
+    (void)d;
+    (void)n_threads;
+    if (strstr(path, "missing")) return err_set(err, ERR_NOTFOUND, "%s: no such model", path);
+    *sc = (struct rec_scorer){"by-id", by_id_score, NULL};
+    return 0;
+}
+
+static int n_closed;
+static void fake_close(struct rec_scorer *sc)
+{
+    (void)sc;
+    n_closed++;
+}
+
+static void test_cli_eval(void **state)
+{
+    (void)state;
+    char dir[64], path[128];
+    test_tmpdir(dir, sizeof dir);
+    struct rec_dataset *d = synthetic(50, 40);
+    struct err err = {0};
+    snprintf(path, sizeof path, "%s/%s", dir, REC_DATASET_FILE);
+    assert_int_equal(rec_dataset_save(d, path, &err), 0);
+    rec_dataset_free(d);
+    char *ok[] = {"eval", "--data", dir, "--split", "valid", "--threads", "2", NULL};
+    assert_int_equal(eval_cli(7, ok), 0);
+    char *bad_split[] = {"eval", "--data", dir, "--split", "train", NULL};
+    assert_int_equal(eval_cli(5, bad_split), 2);
+    char *no_data[] = {"eval", NULL};
+    assert_int_equal(eval_cli(1, no_data), 2);
+    char *model[] = {"eval", "--data", dir, "--model", "m.gguf", NULL};
+    assert_int_equal(eval_cli(5, model), 2); /* no loader in this build */
+    struct rec_model_loader loader = {fake_open, fake_close};
+    n_closed = 0;
+    assert_int_equal(eval_cli_main(5, model, &loader), 0);
+    assert_int_equal(n_closed, 1);
+    char *missing[] = {"eval", "--data", dir, "--model", "missing.gguf", NULL};
+    assert_int_equal(eval_cli_main(5, missing, &loader), 1);
+    snprintf(path, sizeof path, "%s/none", dir);
+    char *absent[] = {"eval", "--data", path, NULL};
+    assert_int_equal(eval_cli(3, absent), 1);
+    test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_determinism_threads_and_batches),
         cmocka_unit_test(test_scorer_error),
         cmocka_unit_test(test_rank_matches_sorting_reference),
+        cmocka_unit_test(test_cli_eval),
         cmocka_unit_test(test_real_ml_1m_baselines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

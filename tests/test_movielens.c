@@ -9,7 +9,9 @@
 #include <zlib.h>
 
 #include "engine/gguf.h"
+#include "recsys/data_cli.h"
 #include "recsys/dataset.h"
+#include "base/utf8.h"
 #include "recsys/movielens.h"
 #include "testutil.h"
 
@@ -188,12 +190,12 @@ static void test_utf8(void **state)
 {
     (void)state;
     char out[64];
-    assert_true(movielens_utf8_valid("Cit\xc3\xa9", 5));
-    assert_false(movielens_utf8_valid("Cit\xe9", 4));          /* Latin-1 */
-    assert_false(movielens_utf8_valid("\xc0\xaf", 2));         /* overlong */
-    assert_false(movielens_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
-    assert_false(movielens_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
-    assert_false(movielens_utf8_valid("\xe2\x80", 2));         /* truncated */
+    assert_true(utf8_valid("Cit\xc3\xa9", 5));
+    assert_false(utf8_valid("Cit\xe9", 4));          /* Latin-1 */
+    assert_false(utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(utf8_valid("\xe2\x80", 2));         /* truncated */
     assert_int_equal(movielens_to_utf8("Cit\xe9", 4, out, sizeof out), 5);
     assert_string_equal(out, "Cit\xc3\xa9");
     assert_int_equal(movielens_to_utf8("Cit\xc3\xa9", 5, out, sizeof out), 5);
@@ -490,7 +492,8 @@ static void test_sasrec_layout(void **state)
     if (!d) fail_msg("%s", err.msg);
     assert_int_equal(rep.layout, MOVIELENS_SASREC);
     assert_string_equal(d->source, "sasrec");
-    assert_true(any_report(&rep, "tiny_sasrec.txt.gz:5: id out of range (user 2 of 3, item 9 of 3)"));
+    assert_true(
+        any_report(&rep, "tiny_sasrec.txt.gz:5: id out of range (user 2 of 3, item 9 of 3)"));
     assert_int_equal(rep.rows_rejected, 1);
     assert_int_equal(d->n_users, 3);
     assert_int_equal(d->n_items, 3);
@@ -511,6 +514,24 @@ static void test_sasrec_layout(void **state)
     assert_false(rec_user_in_eval(d, 2));
     assert_int_equal(rec_split_n_eval_users(d), 2);
     rec_dataset_free(d);
+
+    /* without maps, ids must be dense */
+    char mp[128];
+    snprintf(mp, sizeof mp, "%s/sas_to_original_users.txt", dir);
+    remove(mp);
+    snprintf(mp, sizeof mp, "%s/sas_to_original_items.txt", dir);
+    remove(mp);
+    write_gz(dir, "tiny_sasrec.txt.gz", "1 1\n1 2\n2 1\n");
+    d = movielens_load(dir, &quiet_cfg, &rep, &err);
+    if (!d) fail_msg("%s", err.msg);
+    assert_int_equal(d->n_users, 2);
+    assert_int_equal(d->n_items, 2);
+    assert_int_equal(d->item_orig[2], 2);
+    rec_dataset_free(d);
+    write_gz(dir, "tiny_sasrec.txt.gz", "1 1\n5000 2\n");
+    assert_null(movielens_load(dir, &quiet_cfg, &rep, &err));
+    assert_non_null(strstr(err.msg, "not dense"));
+    write_text(dir, "sas_to_original_users.txt", "1 5988\n2 5989\n3 5982\n");
 
     /* a broken map is an error naming the line */
     write_text(dir, "sas_to_original_items.txt", "1 1198\n3 356\n");
@@ -829,6 +850,38 @@ static void test_artifact_corrupt(void **state)
     test_rmtree(dir);
 }
 
+static void test_cli_prepare(void **state)
+{
+    (void)state;
+    char dir[64], out[128];
+    test_tmpdir(dir, sizeof dir);
+    struct rec_dataset *d = crafted_dataset(dir); /* writes ratings.csv and movies.csv */
+    snprintf(out, sizeof out, "%s/out/nested", dir);
+    char *ok[] = {"data prepare", "--movielens", dir, "--out", out, "--quiet", NULL};
+    assert_int_equal(data_cli_prepare(6, ok), 0);
+    struct err err = {0};
+    struct rec_dataset *b = rec_dataset_load(out, &err);
+    if (!b) fail_msg("%s", err.msg);
+    assert_same_dataset(d, b);
+    rec_dataset_free(b);
+    rec_dataset_free(d);
+    /* bad arguments: 2; a folder without ratings: 1; a bad row with --strict: 1 */
+    char *no_out[] = {"data prepare", "--movielens", dir, NULL};
+    assert_int_equal(data_cli_prepare(3, no_out), 2);
+    char *unknown[] = {"data prepare", "--movielens", dir, "--out", out, "--bogus", NULL};
+    assert_int_equal(data_cli_prepare(6, unknown), 2);
+    char *bad_min[] = {"data prepare", "--movielens", dir, "--out", out, "--min-item", "-3", NULL};
+    assert_int_equal(data_cli_prepare(7, bad_min), 2);
+    char *empty[] = {"data prepare", "--movielens", out, "--out", out, "--quiet", NULL};
+    assert_int_equal(data_cli_prepare(6, empty), 1);
+    write_text(dir, "ratings.csv", "1,2,3,4\n1,2,x,5\n");
+    char *strict[] = {"data prepare", "--movielens", dir, "--out", out,
+                      "--quiet",      "--strict",    NULL};
+    assert_int_equal(data_cli_prepare(7, strict), 1);
+    assert_int_equal(data_cli_prepare(6, ok), 0); /* the same data without --strict */
+    test_rmtree(dir);
+}
+
 /* ---- real releases ---- */
 
 static void test_real_ml_latest_small(void **state)
@@ -928,6 +981,7 @@ int main(void)
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_artifact_round_trip),
         cmocka_unit_test(test_artifact_corrupt),
+        cmocka_unit_test(test_cli_prepare),
         cmocka_unit_test(test_real_ml_latest_small),
         cmocka_unit_test(test_real_ml_1m_sasrec),
         cmocka_unit_test(test_real_ml_1m_partial),

@@ -5,6 +5,7 @@
 #include "engine/gguf_cli.h"
 #include "recsys/data_cli.h"
 #include "recsys/eval_cli.h"
+#include "recsys/rec_service.h"
 #include "recsys/train_cli.h"
 
 static const struct cli_cmd cmds[] = {
@@ -16,6 +17,8 @@ static const struct cli_cmd cmds[] = {
      EVAL_USAGE, train_cli_eval},
     {"train encoder", "train the SASRec-style user encoder (checkpoints, curves, export)",
      TRAIN_ENCODER_USAGE, train_cli_encoder},
+    {"serve", "serve POST /recommend, health, readiness, metrics and the page over HTTP",
+     REC_SERVICE_USAGE, rec_service_cmd},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -91,12 +91,14 @@ struct gguf_tensor {
     enum ggml_type type;
     uint64_t offset;  /* relative to the start of the data section */
     uint64_t nbytes;
-    const void *data; /* into the mapping, aligned to the file's alignment */
+    const void *data; /* into the mapping; from gguf_open aligned to the file's alignment (up
+                         to the page size), from gguf_open_mem relative to the buffer */
 };
 
 struct gguf_file; /* opaque */
 
-/** Maps and validates `path`. NULL + err on any problem; the message starts with the path. */
+/** Maps and validates `path`. NULL + err on any problem; the message starts with the path.
+ *  A handle is never modified after opening: share it between threads freely. */
 struct gguf_file *gguf_open(const char *path, struct err *err);
 /** Same, over a caller-owned buffer that must outlive the handle (fuzzing, tests). */
 struct gguf_file *gguf_open_mem(const void *buf, size_t len, struct err *err);
@@ -176,7 +178,8 @@ int gguf_writer_set_arr(struct gguf_writer *w, const char *key, enum gguf_type e
 /** Copies a key (any type, arrays of arrays included) from an open file. */
 int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv);
 /** Adds a tensor; `data` must hold ggml_row_size(type, ne[0]) * ne[1] * ... bytes and is
- *  copied unless `borrow` is true (then it must stay valid until gguf_writer_write). */
+ *  copied unless `borrow` is true (then it must stay valid until gguf_writer_write). The name
+ *  must be 1..63 bytes and new; n_dims 1..4; ne[0] a multiple of the type's block size. */
 int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, enum ggml_type type,
                            uint32_t n_dims, const uint64_t *ne, const void *data, bool borrow,
                            struct err *err);

@@ -2,6 +2,8 @@
  * artifact is in dataset_file.c. */
 #include "recsys/dataset.h"
 
+#include "base/utf8.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,43 +94,6 @@ int rec_dataset_count_popularity(struct rec_dataset *d, struct err *err)
     return 0;
 }
 
-/* Same check as movielens_utf8_valid, kept here so that dataset does not depend on the
- * ingest module. */
-static int utf8_ok(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        int n;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        for (int k = 1; k <= n; k++) {
-            if ((p[k] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (p[k] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        p += n + 1;
-    }
-    return 1;
-}
-
 int rec_dataset_validate(const struct rec_dataset *d, struct err *err)
 {
     if (!d) return err_set(err, ERR_INVALID, "no dataset");
@@ -167,7 +132,7 @@ int rec_dataset_validate(const struct rec_dataset *d, struct err *err)
         if (!d->item_title[i])
             return err_set(err, ERR_INVALID, "item %llu has no title string",
                            (unsigned long long)i);
-        if (!utf8_ok(d->item_title[i]))
+        if (!utf8_valid(d->item_title[i], strlen(d->item_title[i])))
             return err_set(err, ERR_INVALID, "item %llu's title is not valid UTF-8",
                            (unsigned long long)i);
     }

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/progress.h"
+
 const uint32_t rec_eval_ks[REC_EVAL_NK] = {10, 20, 50, 100};
 
 /* NaN ranks below everything; -inf stays -inf (ties with NaN are then broken by id). */
@@ -54,9 +56,11 @@ struct eval_job {
     const uint32_t *users; /* eligible users in order */
     size_t n_users;
     uint32_t batch;
-    uint32_t *ranks; /* one per eligible user */
-    float **scores;  /* per thread: batch * (n_items + 1) */
-    uint32_t **mark; /* per thread: n_items + 1 */
+    uint32_t *ranks;     /* one per eligible user */
+    float **scores;      /* per thread: batch * (n_items + 1) */
+    uint32_t **mark;     /* per thread: n_items + 1 */
+    struct progress *pg; /* NULL: none; drawn by thread 0 only */
+    uint64_t done;       /* users scored, for the progress bar (atomic) */
     pthread_mutex_t mu;
     int failed; /* read without the lock only as a hint to stop early */
     struct err first_err;
@@ -93,6 +97,8 @@ static void eval_batches(void *ctx, size_t begin, size_t end, int tid)
             J->ranks[u0 + b] = rec_eval_rank(sc + b * stride, J->d->n_items, target, hist,
                                              (size_t)nh, J->mark[tid], u + 1);
         }
+        uint64_t done = __atomic_add_fetch(&J->done, nb, __ATOMIC_RELAXED);
+        if (J->pg && tid == 0) progress_update(J->pg, done, NULL);
     }
 }
 
@@ -137,7 +143,16 @@ int rec_eval_run(const struct rec_dataset *d, const struct rec_scorer *scorer,
         if (!J.scores[t] || !J.mark[t]) goto oom;
     }
     size_t n_batches = (J.n_users + batch - 1) / batch;
+    struct progress pg;
+    if (cfg->progress) {
+        progress_begin(&pg, scorer->name ? scorer->name : "eval", "users", J.n_users);
+        J.pg = &pg;
+    }
     pool_for(cfg->pool, n_batches, 1, eval_batches, &J);
+    if (J.pg) {
+        progress_update(&pg, J.done, NULL);
+        progress_end(&pg);
+    }
     if (J.failed) {
         if (err) *err = J.first_err;
         rc = J.first_err.code ? J.first_err.code : ERR_INVALID;

@@ -16,6 +16,7 @@
 #ifndef RECSYS_EVAL_H
 #define RECSYS_EVAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,7 @@ struct rec_eval_cfg {
     struct pool *pool;    /* NULL: run on the calling thread */
     uint32_t batch;       /* users per score call (0 = 64) */
     uint32_t max_users;   /* evaluate only the first max_users eligible users (0 = all) */
+    bool progress;        /* draw a progress bar on stderr (users done) */
 };
 
 struct rec_eval_result {
@@ -64,7 +66,8 @@ struct rec_eval_result {
 int rec_eval_run(const struct rec_dataset *d, const struct rec_scorer *scorer,
                  const struct rec_eval_cfg *cfg, struct rec_eval_result *out, struct err *err);
 
-/** The target's 0-based rank among items 1..n_items by the rule above; `excl` lists the
+/** The target's 0-based rank among items 1..n_items by the rule above (target must be in
+ *  1..n_items; scores has n_items + 1 entries); `excl` lists the
  *  history items (duplicates allowed; entries equal to the target or outside 1..n_items are
  *  ignored). `mark` is caller scratch of n_items + 1 uint32 entries and `stamp` a value not
  *  yet used in it (marks are compared, never cleared). Exposed for tests. */

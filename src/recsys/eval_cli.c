@@ -75,6 +75,8 @@ int eval_cli_main(int argc, char **argv, const struct rec_model_loader *loader)
         return 1;
     }
     cfg.pool = pool;
+    /* a bar only where it helps: above ~2e8 item scores (ML-1M is 2e7 and takes < 1 s) */
+    cfg.progress = (double)rec_split_n_eval_users(d) * d->n_items > 2e8;
     printf("dataset %s: %u users, %u items, %llu interactions; split %s, %u users evaluated%s\n",
            data, d->n_users, d->n_items, (unsigned long long)d->n_interactions, split_s,
            max_users && (uint32_t)max_users < rec_split_n_eval_users(d) ? (uint32_t)max_users

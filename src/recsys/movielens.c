@@ -6,6 +6,8 @@
  * malformed row: reported with file:line, skipped, or fatal in strict mode. */
 #include "recsys/movielens.h"
 
+#include "base/utf8.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fnmatch.h>
@@ -24,50 +26,13 @@
 /* ------------------------------------------------------------------------------------------ */
 /* text helpers                                                                                */
 
-bool movielens_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i - 1 < n) return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
 size_t movielens_to_utf8(const char *s, size_t len, char *out, size_t cap)
 {
     if (cap == 0) return 0;
     size_t o = 0;
-    if (movielens_utf8_valid(s, len)) {
+    if (utf8_valid(s, len)) {
         o = len < cap - 1 ? len : cap - 1;
-        memcpy(out, s, o);
+        if (o) memcpy(out, s, o);
     } else {
         for (size_t i = 0; i < len; i++) {
             unsigned char c = (unsigned char)s[i];
@@ -1178,7 +1143,7 @@ static uint32_t *distinct(const uint32_t *v, size_t n, size_t *nu)
 {
     uint32_t *s = malloc((n ? n : 1) * sizeof *s);
     if (!s) return NULL;
-    memcpy(s, v, n * sizeof *s);
+    if (n) memcpy(s, v, n * sizeof *s);
     qsort(s, n, sizeof *s, cmp_u32);
     size_t o = 0;
     for (size_t k = 0; k < n; k++)
@@ -1393,6 +1358,14 @@ static struct rec_dataset *load_sasrec(struct loader *L, const char *dir, const 
         if (L->i[k] > max_i) max_i = L->i[k];
         L->u[k] -= 1; /* dense users are 0-based */
     }
+    /* dense ids cannot exceed the number of rows; a sparse id would make huge empty arrays */
+    if ((!umap && max_u > L->n) || (!imap && max_i > L->n)) {
+        err_set(L->err, ERR_INVALID,
+                "%s: ids up to %u (users) and %u (items) in %zu rows are not dense 1..n; give "
+                "sas_to_original_users.txt / sas_to_original_items.txt",
+                seq_path, max_u, max_i, L->n);
+        goto fail;
+    }
     uint32_t n_users = umap ? n_umap : max_u;
     uint32_t n_items = imap ? n_imap : max_i;
     d = calloc(1, sizeof *d);
@@ -1454,6 +1427,15 @@ struct rec_dataset *movielens_load(const char *dir, const struct movielens_cfg *
         d = build_raw(&L);
     }
     if (!d) goto out;
+    if (d->n_interactions == 0) {
+        err_set(err, ERR_INVALID, "%s: no valid ratings (%llu rows read, %llu malformed%s)",
+                report->ratings_path, (unsigned long long)report->rows_read,
+                (unsigned long long)report->rows_rejected,
+                report->rows_filtered ? ", the rest filtered out" : "");
+        rec_dataset_free(d);
+        d = NULL;
+        goto out;
+    }
     snprintf(d->source, sizeof d->source, "%s", movielens_layout_name(layout));
     if (rec_dataset_count_popularity(d, err) < 0 || rec_dataset_validate(d, err) < 0) {
         rec_dataset_free(d);

@@ -141,9 +141,6 @@ uint16_t movielens_parse_year(const char *title, size_t len);
  *  (may be NULL). "(no genres listed)" gives 0. */
 uint32_t movielens_parse_genres(const char *s, size_t len, uint32_t *unknown);
 
-/** True if s[0..len) is valid UTF-8 (no overlongs, surrogates or code points > U+10FFFF). */
-bool movielens_utf8_valid(const char *s, size_t len);
-
 /** Copies s to out as UTF-8: unchanged if valid UTF-8, else read as ISO-8859-1. `cap` must be
  *  at least 2 * len + 1. Returns the output length (NUL-terminated). */
 size_t movielens_to_utf8(const char *s, size_t len, char *out, size_t cap);

@@ -2,8 +2,11 @@
  * type, so the rest of the project never includes jansson.h. */
 #include "serve/json.h"
 
+#include "base/utf8.h"
+
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,27 +247,6 @@ void jw_obj_end(struct jw *w) { jw_close(w, '}'); }
 void jw_arr_begin(struct jw *w) { jw_open(w, '['); }
 void jw_arr_end(struct jw *w) { jw_close(w, ']'); }
 
-/* Length of a valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
-static size_t jw_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned min;
-    if ((c & 0xE0) == 0xC0) len = 2, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000;
-    else return 0;
-    if (n < len) return 0;
-    unsigned cp = c & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
-
 static void jw_escaped(struct jw *w, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -277,7 +259,8 @@ static void jw_escaped(struct jw *w, const char *s, size_t n)
             i++;
             continue;
         }
-        size_t ul = c >= 0x80 ? jw_utf8_len(p + i, n - i) : 0;
+        uint32_t cp;
+        size_t ul = c >= 0x80 ? utf8_decode(p + i, n - i, &cp) : 0;
         if (ul > 1) {
             run += ul;
             i += ul;
@@ -366,4 +349,170 @@ void jw_raw(struct jw *w, const char *s, size_t n)
 {
     jw_sep(w);
     jw_put(w, s, n);
+}
+
+/* ---- request-field validation ---- */
+
+__attribute__((format(printf, 3, 4))) static int jv_fail(struct jv_invalid *inv,
+                                                          const char *field, const char *fmt,
+                                                          ...)
+{
+    if (inv) {
+        snprintf(inv->field, sizeof inv->field, "%s", field);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(inv->message, sizeof inv->message, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int jv_require_object(const struct jv *root, struct jv_invalid *inv)
+{
+    if (root && json_is_object(CJV(root))) return 0;
+    return jv_fail(inv, "", "request body must be a JSON object");
+}
+
+/* Looks the field up: 1 = present (value in *v), 0 = absent or null (default applies),
+ * -1 = absent but required (inv filled). */
+static int jv_lookup(const struct jv *obj, const char *key, bool required, const struct jv **v,
+                     bool *present, struct jv_invalid *inv)
+{
+    const struct jv *f = jv_get(obj, key);
+    bool given = f && !json_is_null(CJV(f));
+    if (present) *present = given;
+    *v = f;
+    if (given) return 1;
+    if (required) return jv_fail(inv, key, "%s is required", key);
+    return 0;
+}
+
+int jv_field_int(const struct jv *obj, const char *key, bool required, int64_t lo, int64_t hi,
+                 int64_t def, int64_t *out, bool *present, struct jv_invalid *inv)
+{
+    const struct jv *v;
+    int r = jv_lookup(obj, key, required, &v, present, inv);
+    if (r <= 0) {
+        if (r == 0) *out = def;
+        return r;
+    }
+    int64_t x;
+    if (!jv_int(v, &x) || x < lo || x > hi)
+        return jv_fail(inv, key, "%s must be an integer between %lld and %lld", key,
+                       (long long)lo, (long long)hi);
+    *out = x;
+    return 0;
+}
+
+int jv_field_num(const struct jv *obj, const char *key, bool required, double lo, double hi,
+                 double def, double *out, bool *present, struct jv_invalid *inv)
+{
+    const struct jv *v;
+    int r = jv_lookup(obj, key, required, &v, present, inv);
+    if (r <= 0) {
+        if (r == 0) *out = def;
+        return r;
+    }
+    double x;
+    if (!jv_num(v, &x) || !isfinite(x) || x < lo || x > hi)
+        return jv_fail(inv, key, "%s must be a number between %g and %g", key, lo, hi);
+    *out = x;
+    return 0;
+}
+
+int jv_field_bool(const struct jv *obj, const char *key, bool required, bool def, bool *out,
+                  bool *present, struct jv_invalid *inv)
+{
+    const struct jv *v;
+    int r = jv_lookup(obj, key, required, &v, present, inv);
+    if (r <= 0) {
+        if (r == 0) *out = def;
+        return r;
+    }
+    if (!jv_bool(v, out)) return jv_fail(inv, key, "%s must be true or false", key);
+    return 0;
+}
+
+int jv_field_enum(const struct jv *obj, const char *key, bool required,
+                  const char *const *choices, int def, int *out, bool *present,
+                  struct jv_invalid *inv)
+{
+    const struct jv *v;
+    int r = jv_lookup(obj, key, required, &v, present, inv);
+    if (r <= 0) {
+        if (r == 0) *out = def;
+        return r;
+    }
+    size_t len = 0;
+    const char *s = jv_str(v, &len);
+    for (int i = 0; s && choices[i]; i++)
+        if (strlen(choices[i]) == len && memcmp(choices[i], s, len) == 0) {
+            *out = i;
+            return 0;
+        }
+    char list[200] = "";
+    size_t used = 0;
+    for (int i = 0; choices[i] && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                                 choices[i]);
+    return jv_fail(inv, key, "%s must be one of %s", key, list);
+}
+
+int jv_field_str(const struct jv *obj, const char *key, bool required, size_t max_len,
+                 const char *def, const char **out, size_t *len, bool *present,
+                 struct jv_invalid *inv)
+{
+    const struct jv *v;
+    int r = jv_lookup(obj, key, required, &v, present, inv);
+    if (r <= 0) {
+        if (r == 0) {
+            *out = def;
+            if (len) *len = def ? strlen(def) : 0;
+        }
+        return r;
+    }
+    size_t l = 0;
+    const char *s = jv_str(v, &l);
+    if (!s || l > max_len)
+        return jv_fail(inv, key, "%s must be a string of at most %zu bytes", key, max_len);
+    if (memchr(s, '\0', l)) return jv_fail(inv, key, "%s must not contain NUL characters", key);
+    *out = s;
+    if (len) *len = l;
+    return 0;
+}
+
+int jv_field_int_array(const struct jv *obj, const char *key, bool required, size_t max_items,
+                       int64_t lo, int64_t hi, int64_t *out, size_t *n, bool *present,
+                       struct jv_invalid *inv)
+{
+    const struct jv *v;
+    *n = 0;
+    int r = jv_lookup(obj, key, required, &v, present, inv);
+    if (r <= 0) return r;
+    if (jv_kind(v) != JV_ARRAY || jv_len(v) > max_items)
+        return jv_fail(inv, key, "%s must be an array of at most %zu integers", key, max_items);
+    size_t len = jv_len(v);
+    for (size_t i = 0; i < len; i++) {
+        int64_t x;
+        if (!jv_int(jv_at(v, i), &x) || x < lo || x > hi)
+            return jv_fail(inv, key, "%s[%zu] must be an integer between %lld and %lld", key, i,
+                           (long long)lo, (long long)hi);
+        out[i] = x;
+    }
+    *n = len;
+    return 0;
+}
+
+void jv_invalid_write(const struct jv_invalid *inv, struct jw *w)
+{
+    jw_obj_begin(w);
+    jw_key(w, "error");
+    jw_str(w, "invalid_field");
+    if (inv->field[0]) {
+        jw_key(w, "field");
+        jw_str(w, inv->field);
+    }
+    jw_key(w, "message");
+    jw_str(w, inv->message);
+    jw_obj_end(w);
 }

@@ -92,4 +92,49 @@ void jw_null(struct jw *w);
 /** Appends raw, already-valid JSON (e.g. a cached fragment). */
 void jw_raw(struct jw *w, const char *s, size_t n);
 
+/* ---- request-field validation ---- */
+
+/** A validation failure: which field, and a sentence a client can act on
+ *  ("k must be an integer between 1 and 100"). `field` is "" when the whole body is wrong. */
+struct jv_invalid {
+    char field[64];
+    char message[256];
+};
+
+/** 0 if root is an object; -1 and inv ("request body must be a JSON object") if not. */
+int jv_require_object(const struct jv *root, struct jv_invalid *inv);
+
+/* The field helpers below share one contract. A field that is absent or null takes `def`
+ * (and *present = false), unless `required`, which fails with "<key> is required". A present
+ * field of the wrong type or out of range fails with a message naming the key and the rule.
+ * Return 0 or -1 (inv filled). `present` may be NULL. Unknown fields are never looked at. */
+
+/** An integer (a JSON number with no fractional part) in [lo, hi]. */
+int jv_field_int(const struct jv *obj, const char *key, bool required, int64_t lo, int64_t hi,
+                 int64_t def, int64_t *out, bool *present, struct jv_invalid *inv);
+/** A finite number in [lo, hi]. */
+int jv_field_num(const struct jv *obj, const char *key, bool required, double lo, double hi,
+                 double def, double *out, bool *present, struct jv_invalid *inv);
+/** true or false. */
+int jv_field_bool(const struct jv *obj, const char *key, bool required, bool def, bool *out,
+                  bool *present, struct jv_invalid *inv);
+/** A string equal to one of `choices` (NULL-terminated); *out is its index. */
+int jv_field_enum(const struct jv *obj, const char *key, bool required,
+                  const char *const *choices, int def, int *out, bool *present,
+                  struct jv_invalid *inv);
+/** A string of at most max_len bytes without NUL characters; *out points into the document
+ *  (valid until jv_free), or is `def`. `len` may be NULL. */
+int jv_field_str(const struct jv *obj, const char *key, bool required, size_t max_len,
+                 const char *def, const char **out, size_t *len, bool *present,
+                 struct jv_invalid *inv);
+/** An array of at most max_items integers, each in [lo, hi], copied to out[] (room for
+ *  max_items); *n is the count (0 when absent). */
+int jv_field_int_array(const struct jv *obj, const char *key, bool required, size_t max_items,
+                       int64_t lo, int64_t hi, int64_t *out, size_t *n, bool *present,
+                       struct jv_invalid *inv);
+
+/** Writes the 400 body {"error":"invalid_field","field":"k","message":"..."} (the field key
+ *  is left out when inv->field is empty). */
+void jv_invalid_write(const struct jv_invalid *inv, struct jw *w);
+
 #endif
