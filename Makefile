@@ -3,6 +3,7 @@
 #   make            build the two service binaries (build/nanorec, build/trendstory)
 #   make test       build and run every test binary and the fuzz corpora replays
 #   make bench      run the benchmarks (long; not part of the tests)
+#   make bench-llm  LLM prompt/generation speed and RSS against llama.cpp (long)
 #   make fuzz       build the libFuzzer harnesses with clang-14 (build/fuzz-lf/)
 #   make run        install what is missing, build, prepare defaults, start the services
 #   make clean      remove $(BUILD)
@@ -45,7 +46,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LF  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-lf/%)
 
-.PHONY: all test check bench fuzz run clean setup format
+.PHONY: all test check bench bench-llm fuzz run clean setup format
 all: $(APPS)
 
 # `make V=1` shows full command lines.
@@ -101,6 +102,10 @@ fuzz: $(FUZZ_LF)
 
 bench: $(APPS)
 	@BUILD=$(BUILD) DATA=$(DATA) scripts/bench.sh
+
+# trendstory generate vs llama.cpp (node-llama-cpp) on random TinyLlama-shaped models.
+bench-llm: $(BUILD)/trendstory
+	@BUILD=$(BUILD) scripts/bench_llm.sh
 
 run: 
 	@scripts/setup.sh

@@ -20,6 +20,7 @@
 
 #include "base/pool.h"
 #include "engine/kernels.h"
+#include "engine/kernels_impl.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 
@@ -309,6 +310,65 @@ static void test_block_layouts(void **state)
     assert_true(y[0] == 0.0f);
 }
 
+/* The word-wise Q4_K scale unpack used by the SIMD kernels equals the byte-wise reference. */
+static void test_q4k_unpack(void **state)
+{
+    (void)state;
+    rng_seed(9);
+    for (int it = 0; it < 2000; it++) {
+        uint8_t q[12];
+        for (int i = 0; i < 12; i++) q[i] = (uint8_t)rng_u32();
+        uint32_t u[4];
+        kern_q4k_unpack(q, u);
+        const uint8_t *b = (const uint8_t *)u;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            kern_q4k_scale(j, q, &sc, &m);
+            assert_int_equal(b[j], sc);
+            assert_int_equal(b[8 + j], m);
+        }
+    }
+}
+
+/* Each ISA's activation quantizer writes exactly the scalar one's bytes (the kernels rely on
+ * every ISA seeing the same int8 activations). Includes an all-zero block and a block where
+ * +a and -a tie for the largest magnitude (the first one wins). */
+static void test_act_quantize_isa(void **state)
+{
+    (void)state;
+    kern_init();
+    enum kern_isa best = kern_force_isa(KERN_ISA_AVX512);
+    const int cols = 1024;
+    float *x = malloc(sizeof(float) * cols);
+    assert_non_null(x);
+    rng_seed(11);
+    for (int i = 0; i < cols; i++) x[i] = rng_gauss(1.0f);
+    for (int i = 256; i < 512; i++) x[i] = 0;
+    x[600] = -9.0f;
+    x[700] = 9.0f;
+    x[40] = 0.0f;
+    for (int a = KERN_ACT_Q8_0; a <= KERN_ACT_Q8_K; a++) {
+        size_t st = kern_act_stride((enum kern_act)a, cols);
+        uint8_t *ref = calloc(1, st), *got = calloc(1, st);
+        assert_non_null(ref);
+        assert_non_null(got);
+        kern_act_quantize((enum kern_act)a, x, ref, cols);
+        for (int isa = KERN_ISA_AVX2; isa <= (int)best; isa++) {
+            struct kern_ops o;
+            if (isa == KERN_ISA_AVX2) kern_ops_avx2(&o);
+            else kern_ops_avx512(&o);
+            if (!o.act_quantize) continue;
+            memset(got, 0, st);
+            o.act_quantize((enum kern_act)a, x, got, cols);
+            assert_memory_equal(ref, got, st);
+        }
+        free(ref);
+        free(got);
+    }
+    free(x);
+    kern_force_isa(best);
+}
+
 static void test_scalar_vs_f32(void **state)
 {
     (void)state;
@@ -398,7 +458,7 @@ static void test_isa_vs_scalar(void **state)
     static const int shapes[][3] = {{1, 256, 1}, {5, 512, 1}, {37, 256, 3}, {64, 512, 7},
                                     {19, 768, 16}, {130, 256, 1}, {33, 1024, 5},
                                     {9, 37, 2},   {4, 8, 5},     {70, 1000, 1}, {8, 256, 64},
-                                    {6, 512, 67}};
+                                    {6, 512, 67},  {5, 96, 3},    {3, 160, 4}};
     int checked = 0;
     for (int isa = KERN_ISA_SCALAR; isa <= (int)best; isa++)
         for (size_t k = 0; k < N_TYPES; k++)
@@ -447,7 +507,9 @@ int main(void)
         cmocka_unit_test(test_f16_conversion),
         cmocka_unit_test(test_bf16_conversion),
         cmocka_unit_test(test_block_layouts),
+        cmocka_unit_test(test_q4k_unpack),
         cmocka_unit_test(test_quantize_roundtrip),
+        cmocka_unit_test(test_act_quantize_isa),
         cmocka_unit_test(test_scalar_vs_f32),
         cmocka_unit_test(test_isa_vs_scalar),
         cmocka_unit_test(test_threads_odd_rows),

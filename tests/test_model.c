@@ -4,13 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "testutil.h"
 
+#include "engine/chat.h"
 #include "engine/generate.h"
 #include "engine/gguf.h"
 #include "engine/kernels.h"
 #include "engine/model.h"
+#include "engine/ops.h"
 #include "engine/tokenizer.h"
 
 #define GGUF_REL "models/gguf/stories260K.gguf"
@@ -96,14 +99,17 @@ static void check_golden(const char *model_path, const char *tok_path)
     TEST_REQUIRE_PATH(gp);
     size_t glen;
     char *gold = read_all(gp, &glen);
-    while (glen > 0 && gold[glen - 1] == '\n') gold[--glen] = 0; /* llama2.c ends with "\n" */
+    while (glen > 0 && gold[glen - 1] == '\n')
+        gold[--glen] = 0; /* llama2.c ends with "\n" */
     struct llm *m = load(model_path, tok_path, 2);
     char *text = greedy_text(m, 200, NULL);
     size_t tlen = strlen(text);
-    while (tlen > 0 && text[tlen - 1] == '\n') text[--tlen] = 0;
+    while (tlen > 0 && text[tlen - 1] == '\n')
+        text[--tlen] = 0;
     if (tlen != glen || memcmp(text, gold, glen) != 0) {
         size_t i = 0;
-        while (i < tlen && i < glen && text[i] == gold[i]) i++;
+        while (i < tlen && i < glen && text[i] == gold[i])
+            i++;
         print_message("first difference at byte %zu:\n got: %.60s\nwant: %.60s\n", i, text + i,
                       gold + i);
         fail();
@@ -188,19 +194,16 @@ static void test_bin_gguf_same_logits(void **st)
 
 /* Four sequences of different lengths decoded together (prefill chunks and single tokens in
  * one batch) give the logits of four separate single-sequence runs. */
-static void test_batched_equals_single(void **st)
+static void check_batched(struct llm *m)
 {
-    (void)st;
-    char gp[512];
-    test_data_path(gp, sizeof gp, GGUF_REL);
-    TEST_REQUIRE_PATH(gp);
-    struct llm *m = load(gp, NULL, 3);
     const int nv = llm_n_vocab(m), S = 4, L = 9;
     int toks[4][9];
     for (int s = 0; s < S; s++)
-        for (int p = 0; p < L; p++) toks[s][p] = p == 0 ? 1 : 3 + (s * 37 + p * 11) % 500;
+        for (int p = 0; p < L; p++)
+            toks[s][p] = p == 0 ? 1 : 3 + (s * 37 + p * 11) % (nv - 3);
     float *ref[4];
-    for (int s = 0; s < S; s++) ref[s] = single_logits(m, toks[s], L);
+    for (int s = 0; s < S; s++)
+        ref[s] = single_logits(m, toks[s], L);
 
     struct err e = {0};
     struct llm_ctx *c = llm_ctx_new(m, S, 64, 8, &e); /* n_batch 8: big batches are split */
@@ -223,7 +226,8 @@ static void test_batched_equals_single(void **st)
         double d = max_abs_diff(out + (size_t)i * nv, ref[seq[i]] + (size_t)pos[i] * nv, nv);
         assert_true(d < 1e-4);
     }
-    for (int s = 0; s < S; s++) have[s] = s + 2;
+    for (int s = 0; s < S; s++)
+        have[s] = s + 2;
     /* then one token per unfinished sequence per step, interleaved, sequences in mixed order */
     for (;;) {
         n = 0;
@@ -245,7 +249,8 @@ static void test_batched_equals_single(void **st)
             have[seq[i]]++;
         }
     }
-    for (int s = 0; s < S; s++) assert_int_equal(llm_seq_len(c, s), L);
+    for (int s = 0; s < S; s++)
+        assert_int_equal(llm_seq_len(c, s), L);
 
     /* prefix reuse: copy 5 positions of sequence 3 into slot 0, continue from there */
     assert_int_equal(llm_seq_copy(c, 3, 0, 5), 0);
@@ -255,11 +260,30 @@ static void test_batched_equals_single(void **st)
     assert_int_equal(llm_decode(c, &bc, out, &e), 0);
     assert_true(max_abs_diff(out, ref[3] + (size_t)5 * nv, nv) < 1e-4);
 
+    /* rewinding: truncate slot 0 to 3 positions and decode different tokens from there; the
+     * result matches a fresh run of that token sequence */
+    llm_seq_truncate(c, 0, 3);
+    assert_int_equal(llm_seq_len(c, 0), 3);
+    int alt[5] = {toks[3][0], toks[3][1], toks[3][2], toks[1][3], toks[2][4]};
+    float *ref_alt = single_logits(m, alt, 5);
+    int p34[2] = {3, 4}, s00[2] = {0, 0};
+    struct llm_batch br = {2, alt + 3, p34, s00, NULL}; /* logits of the last row */
+    assert_int_equal(llm_decode(c, &br, out, &e), 0);
+    assert_true(max_abs_diff(out, ref_alt + (size_t)4 * nv, nv) < 1e-4);
+    free(ref_alt);
+
     /* bad rows are refused before anything runs */
     int bad_pos = 9, bad_tok = nv;
     struct llm_batch gap = {1, &toks[0][0], &bad_pos, &s0, NULL};
     assert_int_equal(llm_decode(c, &gap, out, &e), ERR_INVALID);
     assert_non_null(strstr(e.msg, "gap"));
+    int back[2] = {2, 1}; /* one sequence going back inside a batch */
+    struct llm_batch gb = {2, alt, back, s00, NULL};
+    assert_int_equal(llm_decode(c, &gb, out, &e), ERR_INVALID);
+    int bad_seq = S;
+    struct llm_batch bs = {1, alt, p34, &bad_seq, NULL};
+    assert_int_equal(llm_decode(c, &bs, out, &e), ERR_INVALID);
+    assert_non_null(strstr(e.msg, "sequence"));
     struct llm_batch badt = {1, &bad_tok, &p5, &s0, NULL};
     assert_int_equal(llm_decode(c, &badt, out, &e), ERR_INVALID);
     assert_non_null(strstr(e.msg, "vocabulary"));
@@ -268,8 +292,59 @@ static void test_batched_equals_single(void **st)
     assert_int_equal(llm_seq_len(c, 2), 0);
 
     free(out);
-    for (int s = 0; s < S; s++) free(ref[s]);
+    for (int s = 0; s < S; s++)
+        free(ref[s]);
     llm_ctx_free(c);
+}
+
+static void test_batched_equals_single(void **st)
+{
+    (void)st;
+    char gp[512];
+    test_data_path(gp, sizeof gp, GGUF_REL);
+    TEST_REQUIRE_PATH(gp);
+    struct llm *m = load(gp, NULL, 3);
+    check_batched(m);
+    llm_free(m);
+}
+
+/* An f16 KV cache: half the bytes, logits close to the f32 cache's, same greedy tokens. */
+static void test_kv_f16(void **st)
+{
+    (void)st;
+    char gp[512];
+    test_data_path(gp, sizeof gp, GGUF_REL);
+    TEST_REQUIRE_PATH(gp);
+    struct llm *m = load(gp, NULL, 2);
+    struct err e = {0};
+    struct llm_ctx_cfg c32 = {1, 256, 0, false}, c16 = {1, 256, 0, true};
+    struct llm_ctx *a = llm_ctx_new_cfg(m, &c32, &e), *b = llm_ctx_new_cfg(m, &c16, &e);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(llm_ctx_kv_bytes(a), 2 * llm_ctx_kv_bytes(b));
+    const int nv = llm_n_vocab(m);
+    float *la = malloc((size_t)nv * sizeof *la), *lb = malloc((size_t)nv * sizeof *lb);
+    int ta = llm_bos(m), tb = ta, seq = 0, same = 0;
+    double worst = 0;
+    for (int pos = 0; pos < 120; pos++) {
+        struct llm_batch ba = {1, &ta, &pos, &seq, NULL}, bb = {1, &tb, &pos, &seq, NULL};
+        assert_int_equal(llm_decode(a, &ba, la, &e), 0);
+        assert_int_equal(llm_decode(b, &bb, lb, &e), 0);
+        if (ta == tb) {
+            double d = max_abs_diff(la, lb, nv);
+            if (d > worst) worst = d;
+        }
+        ta = argmax(la, nv);
+        tb = argmax(lb, nv);
+        same += ta == tb && same == pos;
+    }
+    print_message("f16 KV: %d of 120 greedy tokens as f32, max |logit diff| %g\n", same, worst);
+    assert_true(same >= 50);
+    assert_true(worst < 0.05);
+    free(la);
+    free(lb);
+    llm_ctx_free(a);
+    llm_ctx_free(b);
     llm_free(m);
 }
 
@@ -303,8 +378,8 @@ static void write_variant(const char *src, const char *dst, enum variant v)
         if (v == V_TYPE && strcmp(name, "blk.0.attn_q.weight") == 0) {
             size_t nb = ggml_row_size(GGML_TYPE_Q5_1, ne[0]) * ne[1];
             void *z = calloc(1, nb);
-            assert_int_equal(gguf_writer_add_tensor(w, name, GGML_TYPE_Q5_1, t->n_dims, ne, z,
-                                                    false, &e), 0);
+            assert_int_equal(
+                gguf_writer_add_tensor(w, name, GGML_TYPE_Q5_1, t->n_dims, ne, z, false, &e), 0);
             free(z);
             continue;
         }
@@ -314,14 +389,15 @@ static void write_variant(const char *src, const char *dst, enum variant v)
             for (uint64_t r = 0; r < ne[1]; r++)
                 assert_int_equal(kern_quantize_row(GGML_TYPE_Q8_0,
                                                    (const float *)t->data + r * ne[0], q + r * rb,
-                                                   (int64_t)ne[0]), 0);
-            assert_int_equal(gguf_writer_add_tensor(w, name, GGML_TYPE_Q8_0, t->n_dims, ne, q,
-                                                    false, &e), 0);
+                                                   (int64_t)ne[0]),
+                                 0);
+            assert_int_equal(
+                gguf_writer_add_tensor(w, name, GGML_TYPE_Q8_0, t->n_dims, ne, q, false, &e), 0);
             free(q);
             continue;
         }
-        assert_int_equal(gguf_writer_add_tensor(w, name, t->type, t->n_dims, ne, t->data, false,
-                                                &e), 0);
+        assert_int_equal(
+            gguf_writer_add_tensor(w, name, t->type, t->n_dims, ne, t->data, false, &e), 0);
     }
     if (gguf_writer_write(w, dst, &e) != 0) print_message("write: %s\n", e.msg);
     gguf_writer_free(w);
@@ -345,7 +421,8 @@ static void test_q8_0_same_text(void **st)
     memset(b, 0xff, sizeof b);
     char *ta = greedy_text(f32, 200, a), *tb = greedy_text(q8, 200, b);
     int same = 0;
-    while (same < 200 && a[same] == b[same]) same++;
+    while (same < 200 && a[same] == b[same])
+        same++;
     print_message("q8_0 agrees with f32 for %d of 200 greedy tokens\n", same);
     assert_true(same >= 50);
     free(ta);
@@ -418,6 +495,313 @@ static void test_errors(void **st)
     test_rmtree(dir);
 }
 
+/* ---- a tiny model written by the test (no shared data needed) ---- */
+
+#define TE 32 /* n_embd */
+#define TF 64 /* n_ff */
+#define TL 2
+#define TH 4
+#define THKV 2
+#define TD (TE / TH)
+#define TKV (THKV * TD)
+#define TV 40
+
+struct tiny_opts {
+    enum ggml_type type; /* of the 2-D weights */
+    bool bias;
+    int n_rot;
+};
+
+static unsigned long long tiny_rng;
+static float tiny_rand(void)
+{
+    tiny_rng = tiny_rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return ((float)((tiny_rng >> 40) & 0xffffff) / 16777216.0f * 2.0f - 1.0f) * 0.5f;
+}
+
+/* f32 values of every tensor, so the reference forward below sees the same weights */
+struct tiny_w {
+    float emb[TV * TE], onorm[TE], out[TV * TE];
+    float an[TL][TE], fn[TL][TE], wq[TL][TE * TE], wk[TL][TKV * TE], wv[TL][TKV * TE],
+        wo[TL][TE * TE], wg[TL][TF * TE], wu[TL][TF * TE], wd[TL][TE * TF], bq[TL][TE], bk[TL][TKV],
+        bv[TL][TKV], bo[TL][TE];
+};
+
+static void fill(float *x, size_t n, bool norm)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = norm ? 1.0f + 0.2f * tiny_rand() : tiny_rand();
+}
+
+static void add_t(struct gguf_writer *w, const char *name, enum ggml_type t, uint64_t c, uint64_t r,
+                  const float *x)
+{
+    struct err e = {0};
+    uint64_t ne[2] = {c, r};
+    size_t rb = ggml_row_size(t, c);
+    char *buf = malloc(rb * r);
+    for (uint64_t i = 0; i < r; i++)
+        assert_int_equal(kern_quantize_row(t, x + i * c, buf + i * rb, (int64_t)c), 0);
+    assert_int_equal(gguf_writer_add_tensor(w, name, t, r == 1 ? 1 : 2, ne, buf, false, &e), 0);
+    free(buf);
+}
+
+#define SPC "\xe2\x96\x81" /* SentencePiece space */
+static const char *const tiny_pieces[TV] = {
+    "<unk>",   "<s>", "</s>", SPC,  "a",  "b",     "c",     "d",     "e",     "h",
+    "i",       "l",   "n",    "o",  "r",  "s",     "t",     SPC "t", SPC "a", "he",
+    SPC "the", "in",  "er",   "on", "an", SPC "s", SPC "c", "at",    "en",    "or",
+    "es",      "ed",  "is",   "it", "ar", SPC "h", SPC "o", SPC "i", SPC "b", "<0x0A>"};
+
+/* Writes a 2-layer llama GGUF with a 40-piece SentencePiece vocabulary; `wts` receives the
+ * f32 weights (before quantization). */
+static void write_tiny(const char *path, const struct tiny_opts *o, struct tiny_w *wts)
+{
+    tiny_rng = 99;
+    fill(wts->emb, TV * TE, false);
+    fill(wts->onorm, TE, true);
+    fill(wts->out, TV * TE, false);
+    for (int l = 0; l < TL; l++) {
+        fill(wts->an[l], TE, true);
+        fill(wts->fn[l], TE, true);
+        fill(wts->wq[l], TE * TE, false);
+        fill(wts->wk[l], TKV * TE, false);
+        fill(wts->wv[l], TKV * TE, false);
+        fill(wts->wo[l], TE * TE, false);
+        fill(wts->wg[l], TF * TE, false);
+        fill(wts->wu[l], TF * TE, false);
+        fill(wts->wd[l], TE * TF, false);
+        fill(wts->bq[l], TE, false);
+        fill(wts->bk[l], TKV, false);
+        fill(wts->bv[l], TKV, false);
+        fill(wts->bo[l], TE, false);
+    }
+    struct gguf_writer *w = gguf_writer_new();
+    assert_non_null(w);
+    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer_set_u32(w, "llama.embedding_length", TE);
+    gguf_writer_set_u32(w, "llama.block_count", TL);
+    gguf_writer_set_u32(w, "llama.attention.head_count", TH);
+    gguf_writer_set_u32(w, "llama.attention.head_count_kv", THKV);
+    gguf_writer_set_u32(w, "llama.feed_forward_length", TF);
+    gguf_writer_set_u32(w, "llama.context_length", 64);
+    gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
+    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)o->n_rot);
+    gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    gguf_writer_set_arr(w, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, tiny_pieces, TV);
+    float scores[TV];
+    int32_t types[TV];
+    for (int i = 0; i < TV; i++) {
+        scores[i] = -(float)i;
+        types[i] = i == 0        ? TOK_TYPE_UNKNOWN
+                   : i < 3       ? TOK_TYPE_CONTROL
+                   : i == TV - 1 ? TOK_TYPE_BYTE
+                                 : TOK_TYPE_NORMAL;
+    }
+    gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores, TV);
+    gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, TV);
+    gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    gguf_writer_set_str(w, "tokenizer.chat_template", "<|im_start|>{{ role }}");
+    add_t(w, "token_embd.weight", o->type, TE, TV, wts->emb);
+    add_t(w, "output_norm.weight", GGML_TYPE_F32, TE, 1, wts->onorm);
+    add_t(w, "output.weight", o->type, TE, TV, wts->out);
+    for (int l = 0; l < TL; l++) {
+        char n[64];
+#define T_(suf, ty, c, r, x)                                                                       \
+    snprintf(n, sizeof n, "blk.%d." suf, l);                                                       \
+    add_t(w, n, ty, c, r, x)
+        T_("attn_norm.weight", GGML_TYPE_F32, TE, 1, wts->an[l]);
+        T_("attn_q.weight", o->type, TE, TE, wts->wq[l]);
+        T_("attn_k.weight", o->type, TE, TKV, wts->wk[l]);
+        T_("attn_v.weight", o->type, TE, TKV, wts->wv[l]);
+        T_("attn_output.weight", o->type, TE, TE, wts->wo[l]);
+        T_("ffn_norm.weight", GGML_TYPE_F32, TE, 1, wts->fn[l]);
+        T_("ffn_gate.weight", o->type, TE, TF, wts->wg[l]);
+        T_("ffn_up.weight", o->type, TE, TF, wts->wu[l]);
+        T_("ffn_down.weight", o->type, TF, TE, wts->wd[l]);
+        if (o->bias) {
+            T_("attn_q.bias", GGML_TYPE_F32, TE, 1, wts->bq[l]);
+            T_("attn_k.bias", GGML_TYPE_F32, TKV, 1, wts->bk[l]);
+            T_("attn_v.bias", GGML_TYPE_F32, TKV, 1, wts->bv[l]);
+            T_("attn_output.bias", GGML_TYPE_F32, TE, 1, wts->bo[l]);
+        }
+#undef T_
+    }
+    struct err e = {0};
+    if (gguf_writer_write(w, path, &e) != 0) print_message("write: %s\n", e.msg);
+    gguf_writer_free(w);
+}
+
+/* The whole-sequence forward written with engine/ops (the training path): T tokens at once,
+ * causal attention over the sequence, no cache. Logits (T, TV). */
+static void reference_forward(const struct tiny_w *w, bool bias, const int *tok, int T,
+                              float *logits)
+{
+    float *x = calloc((size_t)T * TE, 4), *xb = calloc((size_t)T * TE, 4);
+    float *q = calloc((size_t)T * TE, 4), *k = calloc((size_t)T * TKV, 4);
+    float *v = calloc((size_t)T * TKV, 4), *a = calloc((size_t)T * TE, 4);
+    float *o = calloc((size_t)T * TE, 4), *g = calloc((size_t)T * TF, 4);
+    float *u = calloc((size_t)T * TF, 4);
+    int pos[64];
+    for (int t = 0; t < T; t++) {
+        memcpy(x + t * TE, w->emb + tok[t] * TE, TE * 4);
+        pos[t] = t;
+    }
+    for (int l = 0; l < TL; l++) {
+        ops_rmsnorm_forward(xb, NULL, x, w->an[l], T, TE, 1e-5f);
+        ops_matmul_forward(q, xb, w->wq[l], bias ? w->bq[l] : NULL, T, TE, TE, NULL);
+        ops_matmul_forward(k, xb, w->wk[l], bias ? w->bk[l] : NULL, T, TE, TKV, NULL);
+        ops_matmul_forward(v, xb, w->wv[l], bias ? w->bv[l] : NULL, T, TE, TKV, NULL);
+        ops_rope_forward(q, pos, T, TH, TD, 10000.0f);
+        ops_rope_forward(k, pos, T, THKV, TD, 10000.0f);
+        ops_attention_forward(a, NULL, q, k, v, NULL, T, TH, THKV, TD);
+        ops_matmul_forward(o, a, w->wo[l], bias ? w->bo[l] : NULL, T, TE, TE, NULL);
+        for (int i = 0; i < T * TE; i++)
+            x[i] += o[i];
+        ops_rmsnorm_forward(xb, NULL, x, w->fn[l], T, TE, 1e-5f);
+        ops_matmul_forward(g, xb, w->wg[l], NULL, T, TE, TF, NULL);
+        ops_matmul_forward(u, xb, w->wu[l], NULL, T, TE, TF, NULL);
+        ops_swiglu_forward(g, g, u, T, TF);
+        ops_matmul_forward(o, g, w->wd[l], NULL, T, TF, TE, NULL);
+        for (int i = 0; i < T * TE; i++)
+            x[i] += o[i];
+    }
+    ops_rmsnorm_forward(xb, NULL, x, w->onorm, T, TE, 1e-5f);
+    ops_matmul_forward(logits, xb, w->out, NULL, T, TE, TV, NULL);
+    free(x), free(xb), free(q), free(k), free(v), free(a), free(o), free(g), free(u);
+}
+
+/* The cached, batched forward of model.c equals the ops.c whole-sequence forward (with
+ * biases), in f32; then the batched checks on the same model, and Q8_0 / partial RoPE load. */
+static void test_tiny_model(void **st)
+{
+    (void)st;
+    char dir[64], p[128];
+    test_tmpdir(dir, sizeof dir);
+    snprintf(p, sizeof p, "%s/tiny.gguf", dir);
+    kern_init();
+    struct tiny_w *w = malloc(sizeof *w);
+    struct tiny_opts o = {GGML_TYPE_F32, true, TD};
+    write_tiny(p, &o, w);
+    struct llm *m = load(p, NULL, 2);
+    assert_int_equal(llm_n_vocab(m), TV);
+    int tok[12] = {1, 20, 17, 4, 9, 30, 3, 25, 39, 7, 11, 2};
+    float ref[12 * TV];
+    reference_forward(w, true, tok, 12, ref);
+    float *got = single_logits(m, tok, 12);
+    double d = max_abs_diff(got, ref, 12 * TV);
+    print_message("model.c vs ops.c reference: max |diff| = %g\n", d);
+    assert_true(d < 1e-4);
+    free(got);
+    check_batched(m);
+    /* its tokenizer: "the cat" -> BOS ▁the ▁c at */
+    int ids[16];
+    int n = tok_encode(llm_tokenizer(m), "the cat", 7, true, false, ids, 16, NULL);
+    assert_int_equal(n, 4);
+    assert_int_equal(ids[1], 20);
+    assert_int_equal(ids[2], 26);
+    assert_int_equal(ids[3], 27);
+    /* chat prompts: the family comes from the file's template (chatml here) or the override;
+     * "</s>" in a zephyr prompt becomes the EOS control token */
+    struct generate_opts go = {.prompt = "the cat", .system = "be nice", .chat = true};
+    int fam = -1;
+    int cid[256];
+    n = generate_tokenize_prompt(m, &go, cid, 256, &fam, NULL);
+    assert_true(n > 3);
+    assert_int_equal(fam, CHAT_CHATML);
+    go.template_name = "zephyr";
+    int zid[64];
+    n = generate_tokenize_prompt(m, &go, zid, 64, &fam, NULL);
+    assert_int_equal(fam, CHAT_ZEPHYR);
+    assert_int_equal(zid[0], 1);
+    int n_eos = 0;
+    for (int i = 0; i < n; i++)
+        n_eos += zid[i] == 2;
+    assert_int_equal(n_eos, 2); /* after the system and the user message */
+    go.chat = false;
+    n = generate_tokenize_prompt(m, &go, zid, 64, &fam, NULL);
+    assert_int_equal(n, 4);
+    assert_int_equal(fam, CHAT_NONE);
+    llm_free(m);
+
+    /* Q8_0 weights with partial rotary (half the head) load and stay close to f32 */
+    struct tiny_opts q8 = {GGML_TYPE_Q8_0, false, TD / 2};
+    write_tiny(p, &q8, w);
+    m = load(p, NULL, 1);
+    assert_int_equal(llm_hparams(m)->n_rot, TD / 2);
+    check_batched(m);
+    llm_free(m);
+    free(w);
+    test_rmtree(dir);
+}
+
+/* The `trendstory generate` command: golden text on stdout (plus llama2.c's final newline),
+ * timings on stderr, usage errors with exit code 2. */
+static void test_cli_generate(void **st)
+{
+    (void)st;
+    char bin[512], gp[512], tp[512], gold_p[512], cmd[2048];
+    snprintf(bin, sizeof bin, "%s/trendstory", test_build_dir());
+    test_data_path(gp, sizeof gp, BIN_REL);
+    test_data_path(tp, sizeof tp, TOK_REL);
+    test_data_path(gold_p, sizeof gold_p, GOLD_REL);
+    TEST_REQUIRE_PATH(bin);
+    TEST_REQUIRE_PATH(gp);
+    TEST_REQUIRE_PATH(gold_p);
+    char dir[64];
+    test_tmpdir(dir, sizeof dir);
+    snprintf(cmd, sizeof cmd,
+             "%s generate -m %s --tokenizer %s --temp 0 -n 200 --threads 2 "
+             ">%s/out.txt 2>%s/err.txt",
+             bin, gp, tp, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    size_t n, glen, elen;
+    char path[128];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    char *out = read_all(path, &n), *gold = read_all(gold_p, &glen);
+    assert_int_equal(n, glen + 1);
+    assert_memory_equal(out, gold, glen);
+    assert_int_equal(out[glen], '\n');
+    snprintf(path, sizeof path, "%s/err.txt", dir);
+    char *errs = read_all(path, &elen);
+    assert_non_null(strstr(errs, "generation: 200 tokens"));
+    assert_non_null(strstr(errs, "tok/s"));
+    free(out);
+    free(gold);
+    free(errs);
+    /* a .bin model without --tokenizer: a clear error, exit 1; a bad option: exit 2 */
+    snprintf(cmd, sizeof cmd, "%s generate -m %s >/dev/null 2>%s/err.txt", bin, gp, dir);
+    int rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    errs = read_all(path, &elen);
+    assert_non_null(strstr(errs, "--tokenizer"));
+    free(errs);
+    snprintf(cmd, sizeof cmd, "%s generate -m %s --top-p 7 >/dev/null 2>&1", bin, gp);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    test_rmtree(dir);
+}
+
+/* `test_model --write-corpus DIR`: seeds for fuzz/corpus/model. */
+static int write_corpus(const char *dir)
+{
+    struct tiny_w *w = malloc(sizeof *w);
+    char p[512];
+    kern_init();
+    struct tiny_opts a = {GGML_TYPE_F32, true, TD}, b = {GGML_TYPE_Q8_0, false, TD / 2},
+                     c = {GGML_TYPE_Q4_0, false, TD};
+    snprintf(p, sizeof p, "%s/tiny_f32_bias.gguf", dir);
+    write_tiny(p, &a, w);
+    snprintf(p, sizeof p, "%s/tiny_q8_0_rot4.gguf", dir);
+    write_tiny(p, &b, w);
+    snprintf(p, sizeof p, "%s/tiny_q4_0.gguf", dir);
+    write_tiny(p, &c, w);
+    free(w);
+    return 0;
+}
+
 /* generate_run: the golden text again through the streaming path, a stop string, a limit. */
 static void test_generate_run(void **st)
 {
@@ -430,8 +814,8 @@ static void test_generate_run(void **st)
     size_t glen;
     char *gold = read_all(gold_p, &glen);
     struct llm *m = load(gp, NULL, 1);
-    struct generate_opts o = {.n_predict = 200, .echo_prompt = true,
-                              .sampling = sampler_default_params()};
+    struct generate_opts o = {
+        .n_predict = 200, .echo_prompt = true, .sampling = sampler_default_params()};
     o.sampling.temp = 0;
     struct generate_stats gs;
     struct err e = {0};
@@ -471,6 +855,17 @@ static void test_generate_run(void **st)
     assert_true(gs.n_prompt == 5);
     assert_true(strncmp(buf, gold, 16) == 0); /* the golden text starts the same way */
     free(buf);
+    /* a stop string inside the echoed prompt does not stop generation */
+    const char *stop_time[] = {"time"};
+    o.stop = stop_time;
+    o.n_stop = 1;
+    f = open_memstream(&buf, &blen);
+    assert_int_equal(generate_run(m, &o, f, &gs, &e), 0);
+    fclose(f);
+    assert_int_equal(gs.n_gen, 10);
+    assert_false(gs.hit_stop);
+    free(buf);
+    o.n_stop = 0;
 
     /* chat mode with an explicit template runs (the tiny model knows no chat) */
     o.chat = true;
@@ -491,16 +886,23 @@ static void test_generate_run(void **st)
     llm_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
     const struct CMUnitTest tests[] = {
+        /* clang-format off */
         cmocka_unit_test(test_golden_bin),
         cmocka_unit_test(test_golden_gguf),
         cmocka_unit_test(test_bin_gguf_same_logits),
         cmocka_unit_test(test_batched_equals_single),
+        cmocka_unit_test(test_kv_f16),
         cmocka_unit_test(test_q8_0_same_text),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_generate_run),
+        cmocka_unit_test(test_tiny_model),
+        cmocka_unit_test(test_cli_generate),
+        /* clang-format on */
     };
+
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,7 +18,8 @@ static float *rand_vec(size_t n)
 {
     float *v = malloc(n * sizeof *v);
     assert_non_null(v);
-    for (size_t i = 0; i < n; i++) v[i] = frand();
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand();
     return v;
 }
 
@@ -42,9 +43,11 @@ static void test_rmsnorm(void **st)
     x[3] = 40.0f; /* a large value */
     for (int n = 0; n < N; n++) {
         double ss = 0;
-        for (int c = 0; c < C; c++) ss += (double)x[n * C + c] * x[n * C + c];
+        for (int c = 0; c < C; c++)
+            ss += (double)x[n * C + c] * x[n * C + c];
         rref[n] = 1.0 / sqrt(ss / C + 1e-5);
-        for (int c = 0; c < C; c++) ref[n * C + c] = x[n * C + c] * rref[n] * w[c];
+        for (int c = 0; c < C; c++)
+            ref[n * C + c] = x[n * C + c] * rref[n] * w[c];
     }
     ops_rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f);
     assert_close(out, ref, (size_t)N * C, 1e-5);
@@ -64,7 +67,8 @@ static void check_matmul(int N, int C, int OC, bool bias, struct pool *pool)
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OC; o++) {
             double s = b ? b[o] : 0.0;
-            for (int c = 0; c < C; c++) s += (double)x[n * C + c] * w[(size_t)o * C + c];
+            for (int c = 0; c < C; c++)
+                s += (double)x[n * C + c] * w[(size_t)o * C + c];
             ref[(size_t)n * OC + o] = s;
         }
     ops_matmul_forward(out, x, w, b, N, C, OC, pool);
@@ -99,7 +103,8 @@ static void test_rope(void **st)
     memcpy(y, x, sizeof y);
     int p0 = 0;
     ops_rope_forward(y, &p0, 1, H, D, 10000.0f);
-    for (int i = 0; i < H * D; i++) ref[i] = x[i];
+    for (int i = 0; i < H * D; i++)
+        ref[i] = x[i];
     assert_close(y, ref, (size_t)H * D, 1e-7);
 
     int p = 7;
@@ -120,7 +125,7 @@ static void test_rope(void **st)
     memcpy(two + H * D, x, sizeof y);
     int pos2[2] = {3, 4};
     ops_rope_forward(two, pos2, 2, H, D, 10000.0f);
-    memcpy(z, two, sizeof z); /* row 0 rotated by 3 */
+    memcpy(z, two, sizeof z);                         /* row 0 rotated by 3 */
     ops_rope_forward(z, pos2 + 1, 1, H, D, 10000.0f); /* +4 = 7 */
     assert_close(z, ref, (size_t)H * D, 1e-5);
     free(x);
@@ -145,7 +150,8 @@ static void ref_attention(double *out, const float *q, const float *k, const flo
                 if (sc[j] > mx) mx = sc[j];
                 any = 1;
             }
-            for (int d = 0; d < D; d++) out[(t * H + h) * D + d] = 0;
+            for (int d = 0; d < D; d++)
+                out[(t * H + h) * D + d] = 0;
             if (!any) continue;
             double sum = 0;
             for (int j = 0; j <= t; j++)
@@ -153,7 +159,8 @@ static void ref_attention(double *out, const float *q, const float *k, const flo
             for (int j = 0; j <= t; j++) {
                 if (sc[j] < -1e299) continue;
                 double p = exp(sc[j] - mx) / sum;
-                for (int d = 0; d < D; d++) out[(t * H + h) * D + d] += p * v[(j * Hkv + hk) * D + d];
+                for (int d = 0; d < D; d++)
+                    out[(t * H + h) * D + d] += p * v[(j * Hkv + hk) * D + d];
             }
         }
 }
@@ -187,7 +194,8 @@ static void test_attention(void **st)
     ref_attention(ref, q, k, v, mask, T, H, Hkv, D);
     ops_attention_forward(out, att, q, k, v, mask, T, H, Hkv, D);
     assert_close(out, ref, (size_t)T * H * D, 1e-5);
-    for (int i = 0; i < 2 * H * D; i++) assert_true(out[i] == 0.0f);
+    for (int i = 0; i < 2 * H * D; i++)
+        assert_true(out[i] == 0.0f);
     free(q);
     free(k);
     free(v);
@@ -201,14 +209,17 @@ static void test_swiglu_softmax(void **st)
     double ref[33];
     g[0] = 30.0f;
     g[1] = -30.0f;
-    for (int i = 0; i < N * F; i++) ref[i] = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+    for (int i = 0; i < N * F; i++)
+        ref[i] = g[i] / (1.0 + exp(-(double)g[i])) * u[i];
     ops_swiglu_forward(out, g, u, N, F);
     assert_close(out, ref, (size_t)N * F, 1e-6);
 
     float x[4] = {1000.0f, 1001.0f, 999.0f, -5.0f};
     double e[4], s = 0;
-    for (int i = 0; i < 4; i++) s += e[i] = exp((double)x[i] - 1001.0);
-    for (int i = 0; i < 4; i++) e[i] /= s;
+    for (int i = 0; i < 4; i++)
+        s += e[i] = exp((double)x[i] - 1001.0);
+    for (int i = 0; i < 4; i++)
+        e[i] /= s;
     ops_softmax(x, 4);
     assert_close(x, e, 4, 1e-6);
     free(g);
@@ -218,10 +229,8 @@ static void test_swiglu_softmax(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rmsnorm),
-        cmocka_unit_test(test_matmul),
-        cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_rmsnorm),        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_rope),           cmocka_unit_test(test_attention),
         cmocka_unit_test(test_swiglu_softmax),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,8 +9,13 @@
 
 static struct sampler_params plain(float temp)
 {
-    struct sampler_params p = {.temp = temp, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
-                               .repeat_penalty = 1.0f, .repeat_last_n = 0, .seed = 7};
+    struct sampler_params p = {.temp = temp,
+                               .top_k = 0,
+                               .top_p = 1.0f,
+                               .min_p = 0.0f,
+                               .repeat_penalty = 1.0f,
+                               .repeat_last_n = 0,
+                               .seed = 7};
     return p;
 }
 
@@ -45,7 +50,8 @@ static void test_greedy(void **st)
 /* logits = log(p): the softmax at temperature 1 gives p back */
 static void set_probs(float *l, const double *p, int n)
 {
-    for (int i = 0; i < n; i++) l[i] = (float)log(p[i]);
+    for (int i = 0; i < n; i++)
+        l[i] = (float)log(p[i]);
 }
 
 static void test_filters(void **st)
@@ -89,7 +95,8 @@ static void test_filters(void **st)
     assert_int_equal(m, 3);
     assert_int_equal(ids[2], 4);
     double sum = 0;
-    for (int i = 0; i < m; i++) sum += pr[i];
+    for (int i = 0; i < m; i++)
+        sum += pr[i];
     assert_true(fabs(sum - 1.0) < 1e-5);
     sampler_free(s);
 
@@ -98,7 +105,8 @@ static void test_filters(void **st)
     m = sampler_candidates(s, l, ids, pr);
     assert_int_equal(m, 6);
     double z = 0;
-    for (int i = 0; i < 6; i++) z += p[i] * p[i];
+    for (int i = 0; i < 6; i++)
+        z += p[i] * p[i];
     assert_true(fabs(pr[0] - 0.25 / z) < 1e-4);
     sampler_free(s);
 
@@ -130,11 +138,13 @@ static void test_seed_and_frequencies(void **st)
     }
     assert_int_equal(same_ab, N);
     assert_true(same_ac < N * 0.6); /* independent streams agree ~38% of the time */
-    for (int i = 0; i < 3; i++) assert_true(fabs((double)count[i] / N - p[i]) < 0.015);
+    for (int i = 0; i < 3; i++)
+        assert_true(fabs((double)count[i] / N - p[i]) < 0.015);
     /* reset with the same seed replays the stream */
     sampler_reset(a, 42);
     sampler_reset(b, 42);
-    for (int i = 0; i < 100; i++) assert_int_equal(sampler_sample(a, l), sampler_sample(b, l));
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(sampler_sample(a, l), sampler_sample(b, l));
     sampler_free(a);
     sampler_free(b);
     sampler_free(c);
@@ -174,7 +184,8 @@ static void test_repeat_penalty(void **st)
 static size_t feed_all(struct sampler_stop *s, const char *const *chunks, int n, char *out)
 {
     size_t o = 0;
-    for (int i = 0; i < n; i++) o += sampler_stop_feed(s, chunks[i], strlen(chunks[i]), out + o);
+    for (int i = 0; i < n; i++)
+        o += sampler_stop_feed(s, chunks[i], strlen(chunks[i]), out + o);
     o += sampler_stop_flush(s, out + o);
     out[o] = 0;
     return o;

@@ -38,8 +38,10 @@ static struct tok *load_vocab(struct gguf_file **fout)
     struct tok *t = tok_load_gguf(f, &e);
     if (!t) print_message("%s\n", e.msg);
     assert_non_null(t);
-    if (fout) *fout = f;
-    else gguf_close(f);
+    if (fout)
+        *fout = f;
+    else
+        gguf_close(f);
     return t;
 }
 
@@ -79,7 +81,8 @@ static void run_suite(const struct tok *t, int *n_cases)
         if (!ok) {
             failed++;
             print_message("case %d '%.*s': got", cases, (int)tlen, ic);
-            for (int i = 0; i < n; i++) print_message(" %d", ids[i]);
+            for (int i = 0; i < n; i++)
+                print_message(" %d", ids[i]);
             print_message("\n   want %s\n", oc);
         }
         /* round trip: BOS + ids through the streaming decoder gives the text back */
@@ -216,7 +219,8 @@ static void test_special_tokens(void **st)
     assert_true(eos_at > 1 && eos_at < n - 1);
     /* without parsing, "</s>" is ordinary text */
     int m = tok_encode(t, txt, strlen(txt), false, false, plain, 64, NULL);
-    for (int i = 0; i < m; i++) assert_int_not_equal(plain[i], 2);
+    for (int i = 0; i < m; i++)
+        assert_int_not_equal(plain[i], 2);
     /* too little room: an error saying how many were needed */
     struct err e = {0};
     assert_int_equal(tok_encode(t, txt, strlen(txt), true, false, ids, 2, &e), ERR_NOMEM);
@@ -254,14 +258,107 @@ static void test_tok512_matches_gguf(void **st)
     gguf_close(f);
 }
 
-int main(void)
+/* tokenizer.ggml.add_space_prefix = false and add_bos_token = false are honoured; an
+ * unsupported tokenizer model is refused by name. */
+static void test_gguf_flags(void **st)
 {
+    (void)st;
+    char p[512], dir[64], q[128];
+    test_data_path(p, sizeof p, VOCAB_REL);
+    TEST_REQUIRE_PATH(p);
+    struct err e = {0};
+    struct gguf_file *f = gguf_open(p, &e);
+    assert_non_null(f);
+    test_tmpdir(dir, sizeof dir);
+    snprintf(q, sizeof q, "%s/v.gguf", dir);
+    for (int variant = 0; variant < 2; variant++) {
+        struct gguf_writer *w = gguf_writer_new();
+        for (uint64_t i = 0; i < gguf_n_kv(f); i++) {
+            const struct gguf_kv *kv = gguf_kv_at(f, i);
+            if (gguf_str_eq(kv->key, "general.alignment")) continue;
+            assert_int_equal(gguf_writer_copy_kv(w, kv), 0);
+        }
+        if (variant == 0) {
+            gguf_writer_set_bool(w, "tokenizer.ggml.add_space_prefix", false);
+            gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
+        } else {
+            gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+        }
+        assert_int_equal(gguf_writer_write(w, q, &e), 0);
+        gguf_writer_free(w);
+        struct gguf_file *g = gguf_open(q, &e);
+        assert_non_null(g);
+        struct tok *t = tok_load_gguf(g, &e);
+        if (variant == 0) {
+            assert_non_null(t);
+            assert_false(tok_add_bos(t));
+            int ids[16];
+            int n = tok_encode(t, "Hello world", 11, false, false, ids, 16, &e);
+            assert_int_equal(n, 2);
+            size_t len;
+            const char *pc = tok_piece(t, ids[0], &len);
+            assert_int_equal(len, 5);
+            assert_memory_equal(pc, "Hello", 5);
+            pc = tok_piece(t, ids[1], &len);
+            assert_memory_equal(pc, "\xe2\x96\x81world", len);
+            tok_free(t);
+        } else {
+            assert_null(t);
+            assert_int_equal(e.code, ERR_UNSUPPORTED);
+            assert_non_null(strstr(e.msg, "'gpt2'"));
+        }
+        gguf_close(g);
+    }
+    gguf_close(f);
+    test_rmtree(dir);
+}
+
+/* A small vocabulary in llama2.c's tokenizer.bin format (spaces as ' '), with the
+ * fuzz_tokenizer input header: u16 n_vocab, u16 text length, text, then the file. */
+static int write_seed(const char *path, const char *text, int variant)
+{
+    static const char *const pieces[] = {
+        "<unk>", "\n<s>\n", "\n</s>\n", " ",  "a",  "b",      "c",      "e",      "h",  "t",
+        " t",    " the",    "he",       "at", " c", "<0x0A>", "<0xC3>", "<0xA9>", "ca", "ab"};
+    const uint16_t nv = (uint16_t)(sizeof pieces / sizeof *pieces);
+    FILE *f = fopen(path, "wb");
+    if (!f) return 1;
+    uint16_t tl = (uint16_t)strlen(text);
+    fwrite(&nv, 2, 1, f);
+    fwrite(&tl, 2, 1, f);
+    fwrite(text, 1, tl, f);
+    int32_t maxlen = 8;
+    fwrite(&maxlen, 4, 1, f);
+    for (int i = 0; i < nv; i++) {
+        float score = variant ? (float)(i % 5) : -(float)i; /* variant: many ties */
+        int32_t l = (int32_t)strlen(pieces[i]);
+        fwrite(&score, 4, 1, f);
+        fwrite(&l, 4, 1, f);
+        fwrite(pieces[i], 1, (size_t)l, f);
+    }
+    return fclose(f) != 0;
+}
+
+static int write_corpus(const char *dir)
+{
+    char p[512];
+    int rc = 0;
+    snprintf(p, sizeof p, "%s/small.bin", dir);
+    rc |= write_seed(p, "the cat ate a cab\n", 0);
+    snprintf(p, sizeof p, "%s/ties.bin", dir);
+    rc |= write_seed(p, "caf\xc3\xa9 </s>ab<s> \xff\xfe", 1);
+    snprintf(p, sizeof p, "%s/empty_text.bin", dir);
+    rc |= write_seed(p, "", 0);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) return write_corpus(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_llama_spm_suite),
-        cmocka_unit_test(test_llama2c_tokenizer_bin),
-        cmocka_unit_test(test_stream_utf8),
-        cmocka_unit_test(test_special_tokens),
-        cmocka_unit_test(test_tok512_matches_gguf),
+        cmocka_unit_test(test_llama_spm_suite),     cmocka_unit_test(test_llama2c_tokenizer_bin),
+        cmocka_unit_test(test_stream_utf8),         cmocka_unit_test(test_special_tokens),
+        cmocka_unit_test(test_tok512_matches_gguf), cmocka_unit_test(test_gguf_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

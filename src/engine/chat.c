@@ -32,20 +32,28 @@ int chat_family_parse(const char *name)
 const char *chat_family_name(enum chat_family f)
 {
     switch (f) {
-    case CHAT_ZEPHYR: return "zephyr";
-    case CHAT_LLAMA2: return "llama2";
-    case CHAT_CHATML: return "chatml";
-    default: return "none";
+    case CHAT_ZEPHYR:
+        return "zephyr";
+    case CHAT_LLAMA2:
+        return "llama2";
+    case CHAT_CHATML:
+        return "chatml";
+    default:
+        return "none";
     }
 }
 
 const char *chat_stop_string(enum chat_family f)
 {
     switch (f) {
-    case CHAT_ZEPHYR: return "</s>";
-    case CHAT_LLAMA2: return "[INST]";
-    case CHAT_CHATML: return "<|im_end|>";
-    default: return NULL;
+    case CHAT_ZEPHYR:
+        return "</s>";
+    case CHAT_LLAMA2:
+        return "[INST]";
+    case CHAT_CHATML:
+        return "<|im_end|>";
+    default:
+        return NULL;
     }
 }
 

@@ -27,8 +27,10 @@ static int chat_family_for(const struct llm *m, const char *name, struct err *er
     if (name) {
         int f = chat_family_parse(name);
         if (f < 0)
-            return err_set(err, ERR_INVALID, "unknown template '%s' (zephyr, llama2, chatml, "
-                           "none)", name);
+            return err_set(err, ERR_INVALID,
+                           "unknown template '%s' (zephyr, llama2, chatml, "
+                           "none)",
+                           name);
         return f;
     }
     const struct gguf_file *g = llm_gguf(m);
@@ -38,12 +40,12 @@ static int chat_family_for(const struct llm *m, const char *name, struct err *er
     return CHAT_NONE;
 }
 
-/* Builds the prompt ids: BOS + plain prompt, or BOS + the chat-formatted conversation. */
-static int build_prompt(const struct llm *m, const struct generate_opts *o, int *ids, int cap,
-                        int *family, struct err *err)
+int generate_tokenize_prompt(const struct llm *m, const struct generate_opts *o, int *ids, int cap,
+                             int *family, struct err *err)
 {
     const struct tok *t = llm_tokenizer(m);
     const char *p = o->prompt ? o->prompt : "";
+    if (!t) return err_set(err, ERR_INVALID, "the model has no tokenizer");
     *family = CHAT_NONE;
     if (strlen(p) > GEN_MAX_PROMPT_BYTES)
         return err_set(err, ERR_INVALID, "prompt longer than %d bytes", GEN_MAX_PROMPT_BYTES);
@@ -81,6 +83,7 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
     const struct tok *t = llm_tokenizer(m);
     if (!t) return err_set(err, ERR_INVALID, "the model has no tokenizer (give --tokenizer)");
     int n_ctx = llm_n_ctx_train(m) < GEN_MAX_CTX ? llm_n_ctx_train(m) : GEN_MAX_CTX;
+    if (o->n_ctx > 0) n_ctx = o->n_ctx;
     int rc = 0, family = CHAT_NONE;
     struct llm_ctx *c = NULL;
     struct sampler *smp = NULL;
@@ -91,7 +94,7 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
         rc = err_set(err, ERR_NOMEM, "out of memory");
         goto done;
     }
-    int n = build_prompt(m, o, ids, n_ctx, &family, err);
+    int n = generate_tokenize_prompt(m, o, ids, n_ctx, &family, err);
     if (n < 0) {
         rc = n;
         if (rc == ERR_NOMEM) err_prefix(err, "prompt does not fit the context of %d", n_ctx);
@@ -111,7 +114,8 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
     struct sampler_stop stop;
     const char *stops[SAMPLER_STOP_MAX];
     int ns = 0;
-    for (int i = 0; i < o->n_stop && ns < SAMPLER_STOP_MAX - 1; i++) stops[ns++] = o->stop[i];
+    for (int i = 0; i < o->n_stop && ns < SAMPLER_STOP_MAX - 1; i++)
+        stops[ns++] = o->stop[i];
     if (family != CHAT_NONE) stops[ns++] = chat_stop_string(family);
     if ((rc = sampler_stop_init(&stop, stops, ns, err))) goto done;
 
@@ -122,7 +126,10 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
         sampler_accept(smp, ids[i]);
         pos[i] = i;
         size_t k = tok_stream_push(&ts, ids[i], piece);
-        if (o->echo_prompt && !o->chat) emit(out, &stop, piece, k);
+        if (o->echo_prompt && !o->chat && k > 0) { /* the prompt is not checked for stops */
+            fwrite(piece, 1, k, out);
+            fflush(out);
+        }
     }
     if (!o->echo_prompt || o->chat) { /* start clean after the prompt */
         tok_stream_init(&ts, t);
@@ -144,7 +151,11 @@ int generate_run(const struct llm *m, const struct generate_opts *o, FILE *out,
         st->n_gen++;
         size_t k = tok_stream_push(&ts, next, piece);
         emit(out, &stop, piece, k);
-        if (stop.stopped || st->n_gen >= o->n_predict || cur >= n_ctx) break;
+        if (stop.stopped || st->n_gen >= o->n_predict) break;
+        if (cur >= n_ctx) {
+            st->hit_ctx = true;
+            break;
+        }
         b = (struct llm_batch){1, &next, &cur, seq, NULL};
         if ((rc = llm_decode(c, &b, logits, err))) goto done;
         cur++;
@@ -170,8 +181,8 @@ done:
 int generate_cli(int argc, char **argv)
 {
     const char *model = NULL, *tokp = NULL;
-    struct generate_opts o = {.n_predict = 256, .echo_prompt = true,
-                              .sampling = sampler_default_params()};
+    struct generate_opts o = {
+        .n_predict = 256, .echo_prompt = true, .sampling = sampler_default_params()};
     o.sampling.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     long n_threads = sysconf(_SC_NPROCESSORS_ONLN), lv;
     double dv;
@@ -191,6 +202,8 @@ int generate_cli(int argc, char **argv)
                    cli_opt_str(argc, argv, &i, "--template", &o.template_name, &bad)) {
         } else if (cli_opt_int(argc, argv, &i, "-n", 1, 1 << 20, &lv, &bad)) {
             o.n_predict = (int)lv;
+        } else if (cli_opt_int(argc, argv, &i, "--ctx", 8, 1 << 20, &lv, &bad)) {
+            o.n_ctx = (int)lv;
         } else if (cli_opt_int(argc, argv, &i, "--top-k", 0, 1 << 22, &lv, &bad)) {
             o.sampling.top_k = (int)lv;
         } else if (cli_opt_int(argc, argv, &i, "--seed", 0, LONG_MAX, &lv, &bad)) {
@@ -246,11 +259,15 @@ int generate_cli(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "generate: %s\n", err.msg);
     } else {
-        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generation: %d tokens in "
-                "%.3f s (%.1f tok/s)%s\n", st.n_prompt, st.prompt_s,
-                st.prompt_s > 0 ? st.n_prompt / st.prompt_s : 0.0, st.n_gen, st.gen_s,
-                st.gen_s > 0 ? st.n_gen / st.gen_s : 0.0,
-                st.hit_eos ? " [eos]" : st.hit_stop ? " [stop]" : "");
+        fprintf(stderr,
+                "prompt: %d tokens in %.3f s (%.1f tok/s); generation: %d tokens in "
+                "%.3f s (%.1f tok/s)%s\n",
+                st.n_prompt, st.prompt_s, st.prompt_s > 0 ? st.n_prompt / st.prompt_s : 0.0,
+                st.n_gen, st.gen_s, st.gen_s > 0 ? st.n_gen / st.gen_s : 0.0,
+                st.hit_eos    ? " [eos]"
+                : st.hit_stop ? " [stop]"
+                : st.hit_ctx  ? " [context full]"
+                              : "");
     }
     llm_free(m);
     return rc ? 1 : 0;

@@ -163,10 +163,15 @@ struct kern_arow kern_arow_at(enum kern_act a, const void *base, int cols)
     return r;
 }
 
-/* llama.cpp's rounding: nearest, ties to even (the default FP mode). */
+/* Round to nearest, ties to even, for |v| < 2^22 (all callers clamp to small ranges): adding
+ * 1.5 * 2^23 puts the integer in the low mantissa bits. Same result as nearbyintf in the
+ * default rounding mode, without a libm call (generic x86-64 has no roundss). */
 static inline int nearest_int(float v)
 {
-    return (int)nearbyintf(v);
+    float f = v + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &f, 4);
+    return (i & 0x007fffff) - 0x00400000;
 }
 
 /* Q8_0-style: d = amax / 127 per 32; Q8_K-style: the largest-magnitude value maps to -128 so
@@ -710,9 +715,9 @@ static float fit_scale_min(const float *x, int n, int nmax, float *mn_out)
             scale = sl2 > 0 ? slx / sl2 : 0;
         }
         if (scale <= 0) continue;
-        float err = 0;
+        float err = 0, inv = 1.0f / scale;
         for (int i = 0; i < n; i++) {
-            int l = nearest_int((x[i] - off) / scale);
+            int l = nearest_int((x[i] - off) * inv);
             l = l < 0 ? 0 : (l > nmax ? nmax : l);
             float dlt = scale * l + off - x[i];
             err += w[i] * dlt * dlt;
@@ -796,9 +801,9 @@ static float fit_scale_sym(const float *x, int n, int nmax)
             sl2 += w * l * l;
         }
         if (sl2 <= 0) continue;
-        float scale = slx / sl2, err = 0;
+        float scale = slx / sl2, err = 0, inv = 1.0f / scale;
         for (int i = 0; i < n; i++) {
-            int l = nearest_int(x[i] / scale);
+            int l = nearest_int(x[i] * inv);
             l = l < -nmax ? -nmax : (l > nmax - 1 ? nmax - 1 : l);
             float dlt = scale * l - x[i];
             err += x[i] * x[i] * dlt * dlt;

@@ -9,6 +9,7 @@
 
 #define KX(name) name##_avx512
 #define KX_VNNI 1
+#define KX_FLOAT_ONLY 1
 #define KX_NR_F 4
 #define KX_NC_F 4
 #define KX_NR_Q8 4
@@ -17,9 +18,397 @@
 #define KX_NC_K 4
 #include "engine/kernels_x86.h"
 
+/* ---- 512-bit tiles for the quantized types: two Q4_0/Q8_0 blocks, or 64 elements of a K
+ * super-block, per vector. Same arithmetic (and scalar references) as the 256-bit bodies. */
+
+#define KZ_UNROLL _Pragma("GCC unroll 8")
+
+static inline __attribute__((always_inline)) __m512 kz_pair_ps(float a, float b)
+{
+    return _mm512_mask_mov_ps(_mm512_set1_ps(a), 0xFF00, _mm512_set1_ps(b));
+}
+
+static inline __attribute__((always_inline)) void
+kz_tile_q80(const uint8_t *W, size_t wstride, const struct KX(act8) *a, float *Y, int ldy, int r,
+            int c, int nb, const int is_q4, const int NR, const int NC)
+{
+    __m512 acc[4][4];
+    KZ_UNROLL
+    for (int i = 0; i < NR; i++)
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) acc[i][j] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), perm = _mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7);
+    const __m512i x80 = _mm512_set1_epi8((char)0x80);
+    for (int b = 0; b < nb; b += 2) {
+        const int two = b + 1 < nb;
+        __m512i q[4];
+        __m512 dw[4];
+        KZ_UNROLL
+        for (int i = 0; i < NR; i++) {
+            const uint8_t *row = W + (size_t)(r + i) * wstride;
+            if (is_q4) {
+                const struct blk_q4_0 *blk = (const struct blk_q4_0 *)row + b;
+                __m128i r0 = _mm_loadu_si128((const __m128i *)blk[0].qs);
+                __m128i r1 = two ? _mm_loadu_si128((const __m128i *)blk[1].qs) : _mm_setzero_si128();
+                __m256i raw = _mm256_inserti128_si256(_mm256_castsi128_si256(r0), r1, 1);
+                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1);
+                q[i] = _mm512_and_si512(_mm512_permutexvar_epi64(perm, z), m4);
+                dw[i] = kz_pair_ps(_cvtsh_ss(blk[0].d), two ? _cvtsh_ss(blk[1].d) : 0.0f);
+            } else {
+                const struct blk_q8_0 *blk = (const struct blk_q8_0 *)row + b;
+                __m256i v0 = _mm256_loadu_si256((const __m256i *)blk[0].qs);
+                __m512i v = two ? _mm512_inserti64x4(_mm512_castsi256_si512(v0),
+                                                     _mm256_loadu_si256((const __m256i *)blk[1].qs), 1)
+                                : _mm512_zextsi256_si512(v0);
+                q[i] = _mm512_xor_si512(v, x80); /* w + 128 as u8 */
+                if (!two) q[i] = _mm512_zextsi256_si512(_mm512_castsi512_si256(q[i]));
+                dw[i] = kz_pair_ps(_cvtsh_ss(blk[0].d), two ? _cvtsh_ss(blk[1].d) : 0.0f);
+            }
+        }
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) {
+            __m512i y, ns;
+            __m512 dy;
+            if (two) {
+                y = _mm512_loadu_si512((const void *)(a[j].qs + 32 * b));
+                dy = _mm512_loadu_ps(a[j].dx + 8 * b);
+                ns = _mm512_loadu_si512((const void *)(a[j].nsx + 8 * b));
+            } else { /* last odd block: upper half zero, never read past the row */
+                y = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(a[j].qs + 32 * b)));
+                dy = _mm512_zextps256_ps512(_mm256_loadu_ps(a[j].dx + 8 * b));
+                ns = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(a[j].nsx + 8 * b)));
+            }
+            if (!is_q4) ns = _mm512_slli_epi32(ns, 4); /* 8 lanes x -16 sum = -128 sum */
+            KZ_UNROLL
+            for (int i = 0; i < NR; i++) {
+                __m512i p = _mm512_dpbusd_epi32(ns, q[i], y);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], dy), acc[i][j]);
+            }
+        }
+    }
+    KZ_UNROLL
+    for (int i = 0; i < NR; i++)
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) Y[(size_t)(c + j) * ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+static inline __attribute__((always_inline)) void
+kz_tile_q4k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y, int ldy, int r,
+            int c, int nk, const int NR, const int NC)
+{
+    __m512 acc[4][4];
+    KZ_UNROLL
+    for (int i = 0; i < NR; i++)
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) acc[i][j] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i shv = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    /* permutexvar indices spreading scale 2g over the low 256 bits and 2g+1 over the high */
+    const __m512i sidx[4] = {
+        _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(1), 1),
+        _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(3), 1),
+        _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(5), 1),
+        _mm512_inserti64x4(_mm512_set1_epi16(6), _mm256_set1_epi16(7), 1),
+    };
+    for (int b = 0; b < nk; b++) {
+        const struct blk_q4_k *blk[4];
+        __m512i sc16[4];
+        __m128i mins[4];
+        __m512i isum[4][4];
+        KZ_UNROLL
+        for (int i = 0; i < NR; i++) {
+            blk[i] = (const struct blk_q4_k *)(W + (size_t)(r + i) * wstride) + b;
+            uint32_t u[4];
+            kern_q4k_unpack(blk[i]->scales, u);
+            __m128i su = _mm_loadu_si128((const __m128i *)u);
+            sc16[i] = _mm512_castsi128_si512(_mm_cvtepu8_epi16(su));
+            mins[i] = _mm_cvtepu8_epi16(_mm_srli_si128(su, 8));
+            KZ_UNROLL
+            for (int j = 0; j < NC; j++) isum[i][j] = _mm512_setzero_si512();
+        }
+        KZ_UNROLL
+        for (int g = 0; g < 4; g++) {
+            __m512i q[4], scv[4];
+            KZ_UNROLL
+            for (int i = 0; i < NR; i++) {
+                __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk[i]->qs + 32 * g)));
+                q[i] = _mm512_and_si512(_mm512_srlv_epi16(raw, shv), m4); /* [low | high nibbles] */
+                scv[i] = _mm512_permutexvar_epi16(sidx[g], sc16[i]);
+            }
+            KZ_UNROLL
+            for (int j = 0; j < NC; j++) {
+                __m512i y = _mm512_loadu_si512((const void *)(a[j].qs + 256 * b + 64 * g));
+                KZ_UNROLL
+                for (int i = 0; i < NR; i++)
+                    isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(q[i], y), scv[i]);
+            }
+        }
+        KZ_UNROLL
+        for (int i = 0; i < NR; i++) {
+            float d = _cvtsh_ss(blk[i]->d), dmin = _cvtsh_ss(blk[i]->dmin);
+            KZ_UNROLL
+            for (int j = 0; j < NC; j++) {
+                float dy = a[j].d[b];
+                __m128i bs = _mm_loadu_si128((const __m128i *)(a[j].bsum32 + 8 * b));
+                __m512 msum = _mm512_zextps128_ps512(_mm_cvtepi32_ps(_mm_madd_epi16(mins[i], bs)));
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][j]), _mm512_set1_ps(d * dy), acc[i][j]);
+                acc[i][j] = _mm512_fnmadd_ps(msum, _mm512_set1_ps(dmin * dy), acc[i][j]);
+            }
+        }
+    }
+    KZ_UNROLL
+    for (int i = 0; i < NR; i++)
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) Y[(size_t)(c + j) * ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+static inline __attribute__((always_inline)) void
+kz_tile_q6k(const uint8_t *W, size_t wstride, const struct KX(actk) *a, float *Y, int ldy, int r,
+            int c, int nk, const int NR, const int NC)
+{
+    __m512 acc[4][4];
+    KZ_UNROLL
+    for (int i = 0; i < NR; i++)
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) acc[i][j] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
+    /* per-256-bit-half shift counts: quarter pair (0,1) takes qh bits 0-1 / 2-3 to 4-5,
+     * pair (2,3) bits 4-5 / 6-7 */
+    const __m512i sh01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i widx = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1,
+                                          1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int b = 0; b < nk; b++) {
+        const struct blk_q6_k *blk[4];
+        __m512i isum[4][4];
+        KZ_UNROLL
+        for (int i = 0; i < NR; i++) {
+            blk[i] = (const struct blk_q6_k *)(W + (size_t)(r + i) * wstride) + b;
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk[i]->scales));
+            KZ_UNROLL
+            for (int j = 0; j < NC; j++) {
+                __m256i bs = _mm256_loadu_si256((const __m256i *)(a[j].bsum + 16 * b));
+                __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
+                isum[i][j] = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), corr));
+            }
+        }
+        KZ_UNROLL
+        for (int h = 0; h < 2; h++)
+            KZ_UNROLL
+            for (int p = 0; p < 2; p++) {
+                __m512i q[4], scv[4];
+                KZ_UNROLL
+                for (int i = 0; i < NR; i++) {
+                    __m512i L = _mm512_loadu_si512((const void *)(blk[i]->ql + 64 * h));
+                    __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk[i]->qh + 32 * h)));
+                    __m512i lo, hi;
+                    if (p == 0) {
+                        lo = _mm512_and_si512(L, m4);
+                        hi = _mm512_and_si512(_mm512_sllv_epi16(hb, sh01), m3);
+                    } else {
+                        lo = _mm512_and_si512(_mm512_srli_epi16(L, 4), m4);
+                        hi = _mm512_and_si512(_mm512_srlv_epi16(hb, sh23), m3);
+                    }
+                    q[i] = _mm512_or_si512(lo, hi);
+                    int32_t s4;
+                    memcpy(&s4, blk[i]->scales + 8 * h + 4 * p, 4);
+                    __m128i s16 = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(s4));
+                    scv[i] = _mm512_permutexvar_epi16(widx, _mm512_castsi128_si512(s16));
+                }
+                KZ_UNROLL
+                for (int j = 0; j < NC; j++) {
+                    __m512i y = _mm512_loadu_si512((const void *)(a[j].qs + 256 * b + 128 * h + 64 * p));
+                    KZ_UNROLL
+                    for (int i = 0; i < NR; i++)
+                        isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], _mm512_maddubs_epi16(q[i], y), scv[i]);
+                }
+            }
+        KZ_UNROLL
+        for (int i = 0; i < NR; i++) {
+            float d = _cvtsh_ss(blk[i]->d);
+            KZ_UNROLL
+            for (int j = 0; j < NC; j++)
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][j]),
+                                            _mm512_set1_ps(d * a[j].d[b]), acc[i][j]);
+        }
+    }
+    KZ_UNROLL
+    for (int i = 0; i < NR; i++)
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) Y[(size_t)(c + j) * ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+/* Tile walk as in kernels_x86.h: NR x NC tiles, then 1 x nc for leftover rows. */
+#define KZ_DISPATCH(CALL, NR_, NC_)                                                            \
+    do {                                                                                       \
+        if (full) {                                                                            \
+            if (nc == NC_) CALL(NR_, NC_);                                                     \
+            else if (NC_ > 3 && nc == 3) CALL(NR_, 3);                                         \
+            else if (NC_ > 2 && nc == 2) CALL(NR_, 2);                                         \
+            else CALL(NR_, 1);                                                                 \
+        } else {                                                                               \
+            if (nc == NC_) CALL(1, NC_);                                                       \
+            else if (NC_ > 3 && nc == 3) CALL(1, 3);                                           \
+            else if (NC_ > 2 && nc == 2) CALL(1, 2);                                           \
+            else CALL(1, 1);                                                                   \
+        }                                                                                      \
+    } while (0)
+
+#define KZ_NR_Q8 4
+#define KZ_NC_Q8 4
+#define KZ_NR_K 2
+#define KZ_NC_K 4
+
+#define KZ_CALL_Q8(nr, nc) kz_tile_q80(W, wstride, act + (c - cg), Y, ldy, r, c, cols / 32, is_q4, nr, nc)
+
+static inline __attribute__((always_inline)) void
+kz_rows_q8(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride, float *Y, int ldy,
+           int r0, int r1, int n, int cols, const int is_q4)
+{
+    struct KX(act8) act[KX_CGROUP];
+    for (int cg = 0; cg < n; cg += KX_CGROUP) {
+        int ce = cg + KX_CGROUP < n ? cg + KX_CGROUP : n;
+        for (int c = cg; c < ce; c++) {
+            struct kern_arow ar = kern_arow_at(KERN_ACT_Q8_0, A + (size_t)c * astride, cols);
+            act[c - cg] = (struct KX(act8)){ar.qs, ar.dx, ar.nsx};
+        }
+        for (int r = r0; r < r1;) {
+            int full = r1 - r >= KZ_NR_Q8;
+            for (int c = cg; c < ce;) {
+                int nc = ce - c >= KZ_NC_Q8 ? KZ_NC_Q8 : ce - c;
+                KZ_DISPATCH(KZ_CALL_Q8, KZ_NR_Q8, KZ_NC_Q8);
+                c += nc;
+            }
+            r += full ? KZ_NR_Q8 : 1;
+        }
+    }
+}
+
+static void kz_rows_q8_0(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride,
+                         float *Y, int ldy, int r0, int r1, int n, int cols)
+{
+    kz_rows_q8(W, wstride, A, astride, Y, ldy, r0, r1, n, cols, 0);
+}
+
+static void kz_rows_q4_0(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride,
+                         float *Y, int ldy, int r0, int r1, int n, int cols)
+{
+    kz_rows_q8(W, wstride, A, astride, Y, ldy, r0, r1, n, cols, 1);
+}
+
+#define KZ_ROWS_K(name, tilefn)                                                                \
+    static void name(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride,      \
+                     float *Y, int ldy, int r0, int r1, int n, int cols)                       \
+    {                                                                                          \
+        struct KX(actk) act[KX_CGROUP];                                                        \
+        for (int cg = 0; cg < n; cg += KX_CGROUP) {                                            \
+            int ce = cg + KX_CGROUP < n ? cg + KX_CGROUP : n;                                  \
+            for (int c = cg; c < ce; c++) {                                                    \
+                struct kern_arow ar = kern_arow_at(KERN_ACT_Q8_K, A + (size_t)c * astride, cols); \
+                act[c - cg] = (struct KX(actk)){ar.qs, ar.d, ar.bsum, ar.bsum32};              \
+            }                                                                                  \
+            for (int r = r0; r < r1;) {                                                        \
+                int full = r1 - r >= KZ_NR_K;                                                  \
+                for (int c = cg; c < ce;) {                                                    \
+                    int nc = ce - c >= KZ_NC_K ? KZ_NC_K : ce - c;                             \
+                    KZ_DISPATCH(KZ_CALL_K, KZ_NR_K, KZ_NC_K);                                  \
+                    c += nc;                                                                   \
+                }                                                                              \
+                r += full ? KZ_NR_K : 1;                                                       \
+            }                                                                                  \
+        }                                                                                      \
+    }
+#define KZ_CALL_K(nr, nc) TILEFN(W, wstride, act + (c - cg), Y, ldy, r, c, cols / 256, nr, nc)
+
+#define TILEFN kz_tile_q4k
+KZ_ROWS_K(kz_rows_q4_k, kz_tile_q4k)
+#undef TILEFN
+#define TILEFN kz_tile_q6k
+KZ_ROWS_K(kz_rows_q6_k, kz_tile_q6k)
+#undef TILEFN
+
+/* ---- activation quantization: the same bytes as kern_act_quantize (same products, same
+ * round-half-even conversion), 16 values per instruction. */
+
+static void kz_act_q8_0(const float *x, void *out, int cols)
+{
+    struct kern_arow r = kern_arow_at(KERN_ACT_Q8_0, out, cols);
+    int8_t *qs = (int8_t *)r.qs;
+    float *d = (float *)r.d, *dx = (float *)r.dx;
+    int32_t *sum = (int32_t *)r.sum, *nsx = (int32_t *)r.nsx;
+    for (int i = 0; i < cols / 32; i++) {
+        __m512 a = _mm512_loadu_ps(x + 32 * i), b = _mm512_loadu_ps(x + 32 * i + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+        float dd = amax / 127.0f, id = dd != 0 ? 1.0f / dd : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid));
+        __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
+        _mm_storeu_si128((__m128i *)(qs + 32 * i), _mm512_cvtsepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(qs + 32 * i + 16), _mm512_cvtsepi32_epi8(qb));
+        int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+        d[i] = dd;
+        sum[i] = s;
+        _mm256_storeu_ps(dx + 8 * i, _mm256_set1_ps(dd));
+        _mm256_storeu_si256((__m256i *)(nsx + 8 * i), _mm256_set1_epi32(-s));
+    }
+}
+
+static void kz_act_q8_k(const float *x, void *out, int cols)
+{
+    struct kern_arow r = kern_arow_at(KERN_ACT_Q8_K, out, cols);
+    int8_t *qs = (int8_t *)r.qs;
+    float *d = (float *)r.d;
+    int16_t *bsum = (int16_t *)r.bsum, *bsum32 = (int16_t *)r.bsum32;
+    for (int i = 0; i < cols / 256; i++) {
+        const float *xb = x + 256 * i;
+        __m512 am = _mm512_setzero_ps();
+        for (int k = 0; k < 16; k++) am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_loadu_ps(xb + 16 * k)));
+        float amax = _mm512_reduce_max_ps(am);
+        if (amax == 0) {
+            d[i] = 0;
+            memset(qs + 256 * i, 0, 256);
+            memset(bsum + 16 * i, 0, 32);
+            memset(bsum32 + 8 * i, 0, 16);
+            continue;
+        }
+        float max = 0; /* the first value of largest magnitude, as the scalar loop picks */
+        for (int k = 0; k < 16; k++) {
+            __mmask16 m = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(xb + 16 * k)),
+                                             _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (m) {
+                max = xb[16 * k + __builtin_ctz(m)];
+                break;
+            }
+        }
+        float iscale = -128.0f / max;
+        __m512 vis = _mm512_set1_ps(iscale);
+        const __m512i lim = _mm512_set1_epi32(127);
+        for (int k = 0; k < 16; k++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * k), vis));
+            q = _mm512_min_epi32(q, lim);
+            _mm_storeu_si128((__m128i *)(qs + 256 * i + 16 * k), _mm512_cvtsepi32_epi8(q));
+            bsum[16 * i + k] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        for (int k = 0; k < 8; k++)
+            bsum32[8 * i + k] = (int16_t)(bsum[16 * i + 2 * k] + bsum[16 * i + 2 * k + 1]);
+        d[i] = 1.0f / iscale;
+    }
+}
+
+static void kz_act_quantize(enum kern_act a, const float *x, void *out, int cols)
+{
+    if (a == KERN_ACT_Q8_0) kz_act_q8_0(x, out, cols);
+    else if (a == KERN_ACT_Q8_K) kz_act_q8_k(x, out, cols);
+}
+
 void kern_ops_avx512(struct kern_ops *o)
 {
     KX(fill_ops)(o);
+    o->rows[GGML_TYPE_Q8_0] = kz_rows_q8_0;
+    o->rows[GGML_TYPE_Q4_0] = kz_rows_q4_0;
+    o->rows[GGML_TYPE_Q4_K] = kz_rows_q4_k;
+    o->rows[GGML_TYPE_Q6_K] = kz_rows_q6_k;
+    o->act_quantize = kz_act_quantize;
 }
 
 #pragma GCC pop_options

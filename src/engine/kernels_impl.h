@@ -99,4 +99,18 @@ static inline void kern_q4k_scale(int j, const uint8_t *q, uint8_t *sc, uint8_t 
     }
 }
 
+/* Unpacks a Q4_K block's 12 scale bytes into 8 scales (bytes 0..7) and 8 mins (8..15) with
+ * 32-bit word operations (same result as kern_q4k_scale for j = 0..7). */
+static inline void kern_q4k_unpack(const uint8_t *q, uint32_t u[4])
+{
+    uint32_t w0, w1, w2;
+    __builtin_memcpy(&w0, q, 4);
+    __builtin_memcpy(&w1, q + 4, 4);
+    __builtin_memcpy(&w2, q + 8, 4);
+    u[0] = w0 & 0x3f3f3f3fu;                                         /* scales 0-3 */
+    u[1] = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);    /* scales 4-7 */
+    u[2] = w1 & 0x3f3f3f3fu;                                         /* mins 0-3 */
+    u[3] = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4); /* mins 4-7 */
+}
+
 #endif

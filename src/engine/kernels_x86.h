@@ -4,6 +4,8 @@
  *   KX(name)        suffixes a name with the ISA
  *   KX_VNNI         1 to use vpdpbusd (AVX-512 VNNI + VL) for u8 x s8 dots
  *   KX_NR_*, KX_NC_* register tile: weight rows x activation rows per type family
+ *   KX_FLOAT_ONLY   1 to build only the f32/f16/bf16 bodies (the AVX-512 file has its own
+ *                   512-bit quantized ones)
  * A tile keeps NR x NC accumulators in registers; each weight block is decoded once per tile
  * and met with NC activation rows, which is what makes prompt processing compute-bound
  * rather than weight-bandwidth-bound. The scalar reference for every function here is the
@@ -18,6 +20,8 @@
 #include "engine/kernels_impl.h"
 
 #define KX_AI static inline __attribute__((always_inline))
+/* Register tiles only stay in registers when their small loops are fully unrolled. */
+#define KX_UNROLL _Pragma("GCC unroll 8")
 
 /* Activation rows grouped so a weight chunk's tiles reuse them from L2. */
 #define KX_CGROUP 64
@@ -74,22 +78,31 @@ KX_AI void KX(tile_f)(const uint8_t *W, size_t wstride, const uint8_t *A, size_t
                       const int NC)
 {
     __m256 acc[4][4];
+    KX_UNROLL
     for (int i = 0; i < NR; i++)
+        KX_UNROLL
         for (int j = 0; j < NC; j++) acc[i][j] = _mm256_setzero_ps();
     const uint8_t *wr[4];
     const float *xr[4];
+    KX_UNROLL
     for (int i = 0; i < NR; i++) wr[i] = W + (size_t)(r + i) * wstride;
+    KX_UNROLL
     for (int j = 0; j < NC; j++) xr[j] = (const float *)(A + (size_t)(c + j) * astride);
     int k = 0;
     for (; k + 8 <= cols; k += 8) {
         __m256 w[4];
+        KX_UNROLL
         for (int i = 0; i < NR; i++) w[i] = KX(loadw)(wr[i], k, kind);
+        KX_UNROLL
         for (int j = 0; j < NC; j++) {
             __m256 x = _mm256_loadu_ps(xr[j] + k);
+            KX_UNROLL
             for (int i = 0; i < NR; i++) acc[i][j] = _mm256_fmadd_ps(w[i], x, acc[i][j]);
         }
     }
+    KX_UNROLL
     for (int i = 0; i < NR; i++)
+        KX_UNROLL
         for (int j = 0; j < NC; j++) {
             float s = KX(hsum)(acc[i][j]);
             for (int kk = k; kk < cols; kk++) s += KX(scalarw)(wr[i], kk, kind) * xr[j][kk];
@@ -97,24 +110,36 @@ KX_AI void KX(tile_f)(const uint8_t *W, size_t wstride, const uint8_t *A, size_t
         }
 }
 
-/* ---------------------------------------------------------------- q4_0 / q8_0 */
-
+/* Quantized activation rows as the tiles see them (see kernels_impl.h). */
 struct KX(act8) {
     const int8_t *qs;
     const float *dx;
     const int32_t *nsx;
 };
 
+struct KX(actk) {
+    const int8_t *qs;
+    const float *d;
+    const int16_t *bsum;
+    const int16_t *bsum32;
+};
+
+#if !KX_FLOAT_ONLY
+/* ---------------------------------------------------------------- q4_0 / q8_0 */
+
 KX_AI void KX(tile_q80)(const uint8_t *W, size_t wstride, const struct KX(act8) *a, float *Y,
                         int ldy, int r, int c, int nb, const int is_q4, const int NR, const int NC)
 {
     __m256 acc[4][4];
+    KX_UNROLL
     for (int i = 0; i < NR; i++)
+        KX_UNROLL
         for (int j = 0; j < NC; j++) acc[i][j] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int b = 0; b < nb; b++) {
         __m256i q[4];
         __m256 dw[4];
+        KX_UNROLL
         for (int i = 0; i < NR; i++) {
             const uint8_t *row = W + (size_t)(r + i) * wstride;
             if (is_q4) {
@@ -133,6 +158,7 @@ KX_AI void KX(tile_q80)(const uint8_t *W, size_t wstride, const struct KX(act8) 
                 dw[i] = _mm256_set1_ps(KX(h2f)(blk->d));
             }
         }
+        KX_UNROLL
         for (int j = 0; j < NC; j++) {
             __m256i y = _mm256_loadu_si256((const __m256i *)(a[j].qs + 32 * b));
             __m256 dy = _mm256_loadu_ps(a[j].dx + 8 * b);
@@ -146,6 +172,7 @@ KX_AI void KX(tile_q80)(const uint8_t *W, size_t wstride, const struct KX(act8) 
                 p0 = _mm256_setzero_si256();
 #endif
             }
+            KX_UNROLL
             for (int i = 0; i < NR; i++) {
                 __m256i p;
                 if (is_q4) {
@@ -163,18 +190,13 @@ KX_AI void KX(tile_q80)(const uint8_t *W, size_t wstride, const struct KX(act8) 
             }
         }
     }
+    KX_UNROLL
     for (int i = 0; i < NR; i++)
+        KX_UNROLL
         for (int j = 0; j < NC; j++) Y[(size_t)(c + j) * ldy + r + i] = KX(hsum)(acc[i][j]);
 }
 
 /* ---------------------------------------------------------------- q4_K / q6_K */
-
-struct KX(actk) {
-    const int8_t *qs;
-    const float *d;
-    const int16_t *bsum;
-    const int16_t *bsum32;
-};
 
 /* Per super-block: sum_j sc_j * dot(q_j, y_j) in int32 lanes (scales applied by madd), then
  * f32: d*dy*isum - dmin*dy*sum_j m_j*bsum32_j. */
@@ -182,36 +204,46 @@ KX_AI void KX(tile_q4k)(const uint8_t *W, size_t wstride, const struct KX(actk) 
                         int ldy, int r, int c, int nk, const int NR, const int NC)
 {
     __m256 acc[4][4];
+    KX_UNROLL
     for (int i = 0; i < NR; i++)
+        KX_UNROLL
         for (int j = 0; j < NC; j++) acc[i][j] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int b = 0; b < nk; b++) {
         const struct blk_q4_k *blk[4];
-        uint8_t sc[4][8], mn[4][8];
+        uint32_t u[4][4]; /* per row: 8 scales then 8 mins, one byte each */
         __m256i isum[4][4];
+        KX_UNROLL
         for (int i = 0; i < NR; i++) {
             blk[i] = (const struct blk_q4_k *)(W + (size_t)(r + i) * wstride) + b;
-            for (int s = 0; s < 8; s++) kern_q4k_scale(s, blk[i]->scales, &sc[i][s], &mn[i][s]);
+            kern_q4k_unpack(blk[i]->scales, u[i]);
+            KX_UNROLL
             for (int j = 0; j < NC; j++) isum[i][j] = _mm256_setzero_si256();
         }
+        KX_UNROLL
         for (int s = 0; s < 8; s++) {
             __m256i q[4], scv[4];
+            KX_UNROLL
             for (int i = 0; i < NR; i++) {
                 __m256i raw = _mm256_loadu_si256((const __m256i *)(blk[i]->qs + 32 * (s / 2)));
                 q[i] = (s & 1) ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4)
                                : _mm256_and_si256(raw, m4);
-                scv[i] = _mm256_set1_epi16(sc[i][s]);
+                scv[i] = _mm256_set1_epi16(((const uint8_t *)u[i])[s]);
             }
+            KX_UNROLL
             for (int j = 0; j < NC; j++) {
                 __m256i y = _mm256_loadu_si256((const __m256i *)(a[j].qs + 256 * b + 32 * s));
+                KX_UNROLL
                 for (int i = 0; i < NR; i++)
                     isum[i][j] = _mm256_add_epi32(
                         isum[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[i], y), scv[i]));
             }
         }
+        KX_UNROLL
         for (int i = 0; i < NR; i++) {
-            __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn[i]));
+            __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)&u[i][2]));
             float d = KX(h2f)(blk[i]->d), dmin = KX(h2f)(blk[i]->dmin);
+            KX_UNROLL
             for (int j = 0; j < NC; j++) {
                 float dy = a[j].d[b];
                 __m128i bs = _mm_loadu_si128((const __m128i *)(a[j].bsum32 + 8 * b));
@@ -221,7 +253,9 @@ KX_AI void KX(tile_q4k)(const uint8_t *W, size_t wstride, const struct KX(actk) 
             }
         }
     }
+    KX_UNROLL
     for (int i = 0; i < NR; i++)
+        KX_UNROLL
         for (int j = 0; j < NC; j++) Y[(size_t)(c + j) * ldy + r + i] = KX(hsum)(acc[i][j]);
 }
 
@@ -230,24 +264,31 @@ KX_AI void KX(tile_q6k)(const uint8_t *W, size_t wstride, const struct KX(actk) 
                         int ldy, int r, int c, int nk, const int NR, const int NC)
 {
     __m256 acc[4][4];
+    KX_UNROLL
     for (int i = 0; i < NR; i++)
+        KX_UNROLL
         for (int j = 0; j < NC; j++) acc[i][j] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x30);
     for (int b = 0; b < nk; b++) {
         const struct blk_q6_k *blk[4];
         __m256i isum[4][4];
+        KX_UNROLL
         for (int i = 0; i < NR; i++) {
             blk[i] = (const struct blk_q6_k *)(W + (size_t)(r + i) * wstride) + b;
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk[i]->scales));
+            KX_UNROLL
             for (int j = 0; j < NC; j++) {
                 __m256i bs = _mm256_loadu_si256((const __m256i *)(a[j].bsum + 16 * b));
                 isum[i][j] = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);
                 isum[i][j] = _mm256_sub_epi32(_mm256_setzero_si256(), isum[i][j]);
             }
         }
+        KX_UNROLL
         for (int h = 0; h < 2; h++)
+            KX_UNROLL
             for (int k = 0; k < 4; k++) {
                 __m256i q[4], scv[4];
+                KX_UNROLL
                 for (int i = 0; i < NR; i++) {
                     const uint8_t *ql = blk[i]->ql + 64 * h, *qh = blk[i]->qh + 32 * h;
                     __m256i l = _mm256_loadu_si256((const __m256i *)(ql + 32 * (k & 1)));
@@ -265,23 +306,31 @@ KX_AI void KX(tile_q6k)(const uint8_t *W, size_t wstride, const struct KX(actk) 
                     scv[i] = _mm256_set_m128i(_mm_set1_epi16(blk[i]->scales[si + 1]),
                                               _mm_set1_epi16(blk[i]->scales[si]));
                 }
+                KX_UNROLL
                 for (int j = 0; j < NC; j++) {
                     __m256i y = _mm256_loadu_si256((const __m256i *)(a[j].qs + 256 * b + 128 * h + 32 * k));
+                    KX_UNROLL
                     for (int i = 0; i < NR; i++)
                         isum[i][j] = _mm256_add_epi32(
                             isum[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[i], y), scv[i]));
                 }
             }
+        KX_UNROLL
         for (int i = 0; i < NR; i++) {
             float d = KX(h2f)(blk[i]->d);
+            KX_UNROLL
             for (int j = 0; j < NC; j++)
                 acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][j]),
                                             _mm256_set1_ps(d * a[j].d[b]), acc[i][j]);
         }
     }
+    KX_UNROLL
     for (int i = 0; i < NR; i++)
+        KX_UNROLL
         for (int j = 0; j < NC; j++) Y[(size_t)(c + j) * ldy + r + i] = KX(hsum)(acc[i][j]);
 }
+
+#endif
 
 /* ---------------------------------------------------------------- row jobs */
 
@@ -328,6 +377,7 @@ static void KX(rows_bf16)(const uint8_t *W, size_t wstride, const uint8_t *A, si
     KX_WALK(KX_NR_F, KX_NC_F, KX_CALL_F)
 }
 
+#if !KX_FLOAT_ONLY
 #define KX_CALL_Q8(nr, nc)                                                                     \
     KX(tile_q80)(W, wstride, act + (c - cg), Y, ldy, r, c, cols / 32, is_q4, nr, nc)
 
@@ -401,16 +451,20 @@ static void KX(rows_q4_0)(const uint8_t *W, size_t wstride, const uint8_t *A, si
 KX_ROWS_K(rows_q4_k, KX(tile_q4k))
 KX_ROWS_K(rows_q6_k, KX(tile_q6k))
 
+#endif
+
 KX_AI void KX(fill_ops)(struct kern_ops *o)
 {
     memset(o, 0, sizeof *o);
     o->rows[GGML_TYPE_F32] = KX(rows_f32);
     o->rows[GGML_TYPE_F16] = KX(rows_f16);
     o->rows[GGML_TYPE_BF16] = KX(rows_bf16);
+#if !KX_FLOAT_ONLY
     o->rows[GGML_TYPE_Q8_0] = KX(rows_q8_0);
     o->rows[GGML_TYPE_Q4_0] = KX(rows_q4_0);
     o->rows[GGML_TYPE_Q4_K] = KX(rows_q4_k);
     o->rows[GGML_TYPE_Q6_K] = KX(rows_q6_k);
+#endif
 }
 
 #endif

@@ -29,10 +29,10 @@ struct llm_w {
 };
 
 struct llm_layer {
-    const float *attn_norm, *ffn_norm;       /* (n_embd) */
-    const float *bq, *bk, *bv, *bo;          /* optional biases */
-    struct llm_w wq, wk, wv, wo;             /* (q_dim, n_embd) (kv_dim, n_embd) x2 (n_embd, q_dim) */
-    struct llm_w w_gate, w_up, w_down;       /* (n_ff, n_embd) x2 (n_embd, n_ff) */
+    const float *attn_norm, *ffn_norm; /* (n_embd) */
+    const float *bq, *bk, *bv, *bo;    /* optional biases */
+    struct llm_w wq, wk, wv, wo;       /* (q_dim, n_embd) (kv_dim, n_embd) x2 (n_embd, q_dim) */
+    struct llm_w w_gate, w_up, w_down; /* (n_ff, n_embd) x2 (n_embd, n_ff) */
 };
 
 struct llm {
@@ -63,7 +63,8 @@ static int get_u32_req(const struct gguf_file *f, const char *key, uint32_t lo, 
     if (rc == ERR_NOTFOUND) return err_set(err, ERR_INVALID, "metadata key %s is missing", key);
     if (rc) return rc;
     if (v < lo || v > hi)
-        return err_set(err, ERR_INVALID, "metadata %s = %u is out of range [%u, %u]", key, v, lo, hi);
+        return err_set(err, ERR_INVALID, "metadata %s = %u is out of range [%u, %u]", key, v, lo,
+                       hi);
     *out = (int)v;
     return 0;
 }
@@ -76,7 +77,8 @@ static int get_u32_opt(const struct gguf_file *f, const char *key, uint32_t lo, 
     if (rc == ERR_NOTFOUND) return 0;
     if (rc) return rc;
     if (v < lo || v > hi)
-        return err_set(err, ERR_INVALID, "metadata %s = %u is out of range [%u, %u]", key, v, lo, hi);
+        return err_set(err, ERR_INVALID, "metadata %s = %u is out of range [%u, %u]", key, v, lo,
+                       hi);
     *out = (int)v;
     return 0;
 }
@@ -103,11 +105,11 @@ static const struct gguf_tensor *find_tensor(const struct llm *m, const char *na
     return t;
 }
 
-static int check_shape(const struct gguf_tensor *t, const char *name, uint32_t n_dims,
-                       uint64_t ne0, uint64_t ne1, struct err *err)
+/* The tensor must be [ne0] (ne1 == 1) or [ne0, ne1], nothing in higher dimensions. */
+static int check_shape(const struct gguf_tensor *t, const char *name, uint64_t ne0, uint64_t ne1,
+                       struct err *err)
 {
-    bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == 1 && t->ne[3] == 1;
-    if (!ok || t->n_dims > 2 || (n_dims == 2 && t->n_dims < 1))
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
         return err_set(err, ERR_INVALID,
                        "tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]",
                        name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
@@ -123,16 +125,19 @@ static int load_matrix(struct llm *m, const char *name, int cols, int rows, bool
     memset(w, 0, sizeof *w);
     const struct gguf_tensor *t = find_tensor(m, name, required, err);
     if (!t) return required ? ERR_INVALID : 0;
-    if (check_shape(t, name, 2, (uint64_t)cols, (uint64_t)rows, err)) return ERR_INVALID;
+    if (check_shape(t, name, (uint64_t)cols, (uint64_t)rows, err)) return ERR_INVALID;
     if (!kern_type_supported(t->type)) {
         const char *tn = ggml_type_name(t->type);
         return err_set(err, ERR_UNSUPPORTED,
                        "tensor '%s' has type %s, which has no kernel (supported: f32, f16, "
-                       "bf16, q8_0, q4_0, q4_K, q6_K)", name, tn ? tn : "unknown");
+                       "bf16, q8_0, q4_0, q4_K, q6_K)",
+                       name, tn ? tn : "unknown");
     }
     if (ggml_row_size(t->type, (uint64_t)cols) == 0)
-        return err_set(err, ERR_INVALID, "tensor '%s': %d columns are not a multiple of the %s "
-                       "block size", name, cols, ggml_type_name(t->type));
+        return err_set(err, ERR_INVALID,
+                       "tensor '%s': %d columns are not a multiple of the %s "
+                       "block size",
+                       name, cols, ggml_type_name(t->type));
     w->type = t->type;
     w->data = t->data;
     w->rows = rows;
@@ -148,7 +153,7 @@ static int load_vector(struct llm *m, const char *name, int n, bool required, co
     *out = NULL;
     const struct gguf_tensor *t = find_tensor(m, name, required, err);
     if (!t) return required ? ERR_INVALID : 0;
-    if (check_shape(t, name, 1, (uint64_t)n, 1, err)) return ERR_INVALID;
+    if (check_shape(t, name, (uint64_t)n, 1, err)) return ERR_INVALID;
     m->weight_bytes += t->nbytes;
     if (t->type == GGML_TYPE_F32 && ((uintptr_t)t->data & 3) == 0) {
         *out = t->data;
@@ -163,8 +168,8 @@ static int load_vector(struct llm *m, const char *name, int n, bool required, co
         memcpy(buf, t->data, (size_t)n * sizeof *buf);
     } else if (kern_dequantize_row(t->type, t->data, buf, n) != 0) {
         const char *tn = ggml_type_name(t->type);
-        return err_set(err, ERR_UNSUPPORTED, "tensor '%s' has type %s, which cannot be read",
-                       name, tn ? tn : "unknown");
+        return err_set(err, ERR_UNSUPPORTED, "tensor '%s' has type %s, which cannot be read", name,
+                       tn ? tn : "unknown");
     }
     *out = buf;
     return 0;
@@ -208,16 +213,22 @@ static int load_gguf_hparams(struct llm *m, struct err *err)
         get_u32_opt(f, "llama.rope.dimension_count", 0, LLM_MAX_DIM, &hp->n_rot, err))
         return ERR_INVALID;
     if (key_len != hp->head_dim)
-        return err_set(err, ERR_UNSUPPORTED, "llama.attention.key_length %d differs from "
-                       "embedding / heads = %d: not supported", key_len, hp->head_dim);
+        return err_set(err, ERR_UNSUPPORTED,
+                       "llama.attention.key_length %d differs from "
+                       "embedding / heads = %d: not supported",
+                       key_len, hp->head_dim);
     if (hp->n_rot > hp->head_dim || hp->n_rot % 2)
-        return err_set(err, ERR_INVALID, "llama.rope.dimension_count %d must be even and at "
-                       "most the head size %d", hp->n_rot, hp->head_dim);
+        return err_set(err, ERR_INVALID,
+                       "llama.rope.dimension_count %d must be even and at "
+                       "most the head size %d",
+                       hp->n_rot, hp->head_dim);
     int n_expert = 0;
     if (get_u32_opt(f, "llama.expert_count", 0, 1u << 20, &n_expert, err)) return ERR_INVALID;
     if (n_expert > 0)
-        return err_set(err, ERR_UNSUPPORTED, "llama.expert_count = %d: mixture-of-experts "
-                       "models are not supported", n_expert);
+        return err_set(err, ERR_UNSUPPORTED,
+                       "llama.expert_count = %d: mixture-of-experts "
+                       "models are not supported",
+                       n_expert);
     struct gguf_str scaling;
     rc = gguf_get_str(f, "llama.rope.scaling.type", &scaling, err);
     if (rc == 0 && !gguf_str_eq(scaling, "none"))
@@ -249,10 +260,11 @@ static int load_gguf_tensors(struct llm *m, struct err *err)
         struct llm_layer *L = &m->layers[l];
         char n[12][64];
         static const char *const suffix[12] = {
-            "attn_norm.weight", "attn_q.weight",  "attn_k.weight",   "attn_v.weight",
+            "attn_norm.weight",   "attn_q.weight",   "attn_k.weight",   "attn_v.weight",
             "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight",
-            "ffn_down.weight", "attn_q.bias",     "attn_k.bias",     "attn_v.bias"};
-        for (int i = 0; i < 12; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s", l, suffix[i]);
+            "ffn_down.weight",    "attn_q.bias",     "attn_k.bias",     "attn_v.bias"};
+        for (int i = 0; i < 12; i++)
+            snprintf(n[i], sizeof n[i], "blk.%d.%s", l, suffix[i]);
         char nbo[64];
         snprintf(nbo, sizeof nbo, "blk.%d.attn_output.bias", l);
         if (load_vector(m, n[0], hp->n_embd, true, &L->attn_norm, err) ||
@@ -313,14 +325,22 @@ static int load_bin(struct llm *m, const char *path, struct err *err)
         n_layer > LLM_MAX_LAYERS || n_head < 1 || n_head > dim || n_kv < 1 || n_kv > n_head ||
         vocab < 1 || vocab > LLM_MAX_VOCAB || seq_len < 1 || seq_len > LLM_MAX_CTX ||
         dim % n_head || n_head % n_kv || (dim / n_head) % 2)
-        return err_set(err, ERR_INVALID, "%s: bad llama2.c header (dim %d, hidden %d, layers %d, "
-                       "heads %d, kv heads %d, vocab %d, seq_len %d)", path, dim, hidden, n_layer,
-                       n_head, n_kv, h[5], seq_len);
+        return err_set(err, ERR_INVALID,
+                       "%s: bad llama2.c header (dim %d, hidden %d, layers %d, "
+                       "heads %d, kv heads %d, vocab %d, seq_len %d)",
+                       path, dim, hidden, n_layer, n_head, n_kv, h[5], seq_len);
     struct llm_hparams *hp = &m->hp;
-    *hp = (struct llm_hparams){.n_vocab = vocab, .n_embd = dim, .n_ff = hidden, .n_layer = n_layer,
-                               .n_head = n_head, .n_head_kv = n_kv, .head_dim = dim / n_head,
-                               .n_rot = dim / n_head, .n_ctx_train = seq_len,
-                               .rope_theta = 10000.0f, .rms_eps = 1e-5f};
+    *hp = (struct llm_hparams){.n_vocab = vocab,
+                               .n_embd = dim,
+                               .n_ff = hidden,
+                               .n_layer = n_layer,
+                               .n_head = n_head,
+                               .n_head_kv = n_kv,
+                               .head_dim = dim / n_head,
+                               .n_rot = dim / n_head,
+                               .n_ctx_train = seq_len,
+                               .rope_theta = 10000.0f,
+                               .rms_eps = 1e-5f};
     size_t hd = (size_t)hp->head_dim, kv_dim = (size_t)n_kv * hd, L = (size_t)n_layer;
     size_t need = (size_t)vocab * dim + L * dim * 2 + L * dim * dim * 2 + L * dim * kv_dim * 2 +
                   L * dim * (size_t)hidden * 3 + dim + (size_t)seq_len * hd +
@@ -333,93 +353,120 @@ static int load_bin(struct llm *m, const char *path, struct err *err)
     if (!m->layers) return err_set(err, ERR_NOMEM, "out of memory");
     const float *p = (const float *)((const char *)m->map + 28);
     bin_matrix(&m->tok_embd, &p, vocab, dim);
-    for (size_t l = 0; l < L; l++) m->layers[l].attn_norm = p + l * dim;
+    for (size_t l = 0; l < L; l++)
+        m->layers[l].attn_norm = p + l * dim;
     p += L * dim;
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].wq, &p, dim, dim);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].wk, &p, (int)kv_dim, dim);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].wv, &p, (int)kv_dim, dim);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].wo, &p, dim, dim);
-    for (size_t l = 0; l < L; l++) m->layers[l].ffn_norm = p + l * dim;
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].wq, &p, dim, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].wk, &p, (int)kv_dim, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].wv, &p, (int)kv_dim, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].wo, &p, dim, dim);
+    for (size_t l = 0; l < L; l++)
+        m->layers[l].ffn_norm = p + l * dim;
     p += L * dim;
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].w_gate, &p, hidden, dim);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].w_down, &p, dim, hidden);
-    for (size_t l = 0; l < L; l++) bin_matrix(&m->layers[l].w_up, &p, hidden, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].w_gate, &p, hidden, dim);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].w_down, &p, dim, hidden);
+    for (size_t l = 0; l < L; l++)
+        bin_matrix(&m->layers[l].w_up, &p, hidden, dim);
     m->output_norm = p;
     p += dim;
     p += (size_t)seq_len * hd; /* freq_cis_real and _imag, (seq_len, head_dim / 2) each */
-    if (shared) m->output = m->tok_embd;
-    else bin_matrix(&m->output, &p, vocab, dim);
+    if (shared)
+        m->output = m->tok_embd;
+    else
+        bin_matrix(&m->output, &p, vocab, dim);
     return 0;
 }
 
 /* ---- load / free ---- */
 
+/* Everything after the weights are in place: tokenizer check, RoPE table, pool. */
+static int llm_finish(struct llm *m, const struct llm_opts *opts, const char *name, struct err *err)
+{
+    if (m->tok && tok_n_vocab(m->tok) != m->hp.n_vocab)
+        return err_set(err, ERR_INVALID, "%s: the tokenizer has %d tokens, the model %d", name,
+                       tok_n_vocab(m->tok), m->hp.n_vocab);
+    int half = m->hp.n_rot / 2;
+    m->rope_inv_freq = malloc((size_t)(half ? half : 1) * sizeof *m->rope_inv_freq);
+    if (!m->rope_inv_freq) return err_set(err, ERR_NOMEM, "out of memory");
+    /* Same float expression as llama2.c, so the two agree to the last bit. */
+    for (int i = 0; i < half; i++)
+        m->rope_inv_freq[i] = 1.0f / powf(m->hp.rope_theta, (float)(2 * i) / (float)m->hp.n_rot);
+    if (opts->pool) {
+        m->pool = opts->pool;
+    } else if (opts->n_threads > 1) {
+        m->pool = pool_new(opts->n_threads);
+        if (!m->pool) return err_set(err, ERR_NOMEM, "cannot start %d threads", opts->n_threads);
+        m->own_pool = true;
+    }
+    return 0;
+}
+
+static const struct llm_opts llm_default_opts;
+
+struct llm *llm_load_gguf(struct gguf_file *f, const struct llm_opts *opts, const char *name,
+                          struct err *err)
+{
+    if (!opts) opts = &llm_default_opts;
+    if (!name) name = "model";
+    kern_init();
+    struct llm *m = calloc(1, sizeof *m);
+    if (!m) {
+        gguf_close(f);
+        err_set(err, ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    m->gguf = f;
+    if (load_gguf_hparams(m, err) || load_gguf_tensors(m, err)) {
+        err_prefix(err, "%s", name);
+        goto fail;
+    }
+    if (!opts->no_tokenizer) {
+        m->tok = tok_load_gguf(m->gguf, err);
+        if (!m->tok) {
+            err_prefix(err, "%s", name);
+            goto fail;
+        }
+    }
+    if (llm_finish(m, opts, name, err)) goto fail;
+    return m;
+fail:
+    llm_free(m);
+    return NULL;
+}
+
 struct llm *llm_load(const char *path, const struct llm_opts *opts, struct err *err)
 {
-    static const struct llm_opts defaults = {0};
-    if (!opts) opts = &defaults;
+    if (!opts) opts = &llm_default_opts;
+    uint32_t magic = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        err_set(err, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t got = fread(&magic, 1, 4, fp);
+    fclose(fp);
+    if (got == 4 && magic == GGUF_MAGIC) {
+        struct gguf_file *f = gguf_open(path, err);
+        return f ? llm_load_gguf(f, opts, path, err) : NULL;
+    }
     kern_init();
     struct llm *m = calloc(1, sizeof *m);
     if (!m) {
         err_set(err, ERR_NOMEM, "out of memory");
         return NULL;
     }
-    uint32_t magic = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        err_set(err, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        goto fail;
+    if (load_bin(m, path, err)) goto fail;
+    if (opts->tokenizer_path && !opts->no_tokenizer) {
+        m->tok = tok_load_llama2c(opts->tokenizer_path, m->hp.n_vocab, err);
+        if (!m->tok) goto fail;
     }
-    size_t got = fread(&magic, 1, 4, fp);
-    fclose(fp);
-    if (got == 4 && magic == GGUF_MAGIC) {
-        m->gguf = gguf_open(path, err);
-        if (!m->gguf) goto fail;
-        if (load_gguf_hparams(m, err) || load_gguf_tensors(m, err)) {
-            err_prefix(err, "%s", path);
-            goto fail;
-        }
-        if (!opts->no_tokenizer) {
-            m->tok = tok_load_gguf(m->gguf, err);
-            if (!m->tok) {
-                err_prefix(err, "%s", path);
-                goto fail;
-            }
-        }
-    } else {
-        if (load_bin(m, path, err)) goto fail;
-        if (opts->tokenizer_path && !opts->no_tokenizer) {
-            m->tok = tok_load_llama2c(opts->tokenizer_path, m->hp.n_vocab, err);
-            if (!m->tok) goto fail;
-        }
-    }
-    if (m->tok && tok_n_vocab(m->tok) != m->hp.n_vocab) {
-        err_set(err, ERR_INVALID, "%s: the tokenizer has %d tokens, the model %d", path,
-                tok_n_vocab(m->tok), m->hp.n_vocab);
-        goto fail;
-    }
-    int half = m->hp.n_rot / 2;
-    m->rope_inv_freq = malloc((size_t)(half ? half : 1) * sizeof *m->rope_inv_freq);
-    if (!m->rope_inv_freq) {
-        err_set(err, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    /* Same float expression as llama2.c, so the two agree to the last bit. */
-    for (int i = 0; i < half; i++)
-        m->rope_inv_freq[i] = 1.0f / powf(m->hp.rope_theta, (float)(2 * i) / (float)m->hp.n_rot);
-    if (opts->pool) {
-        m->pool = opts->pool;
-    } else {
-        int nt = opts->n_threads > 0 ? opts->n_threads : 1;
-        if (nt > 1) {
-            m->pool = pool_new(nt);
-            if (!m->pool) {
-                err_set(err, ERR_NOMEM, "cannot start %d threads", nt);
-                goto fail;
-            }
-            m->own_pool = true;
-        }
-    }
+    if (llm_finish(m, opts, path, err)) goto fail;
     return m;
 fail:
     llm_free(m);
@@ -431,7 +478,8 @@ void llm_free(struct llm *m)
     if (!m) return;
     if (m->own_pool) pool_free(m->pool);
     tok_free(m->tok);
-    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    for (int i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
     free(m->layers);
     free(m->rope_inv_freq);
     gguf_close(m->gguf);
@@ -439,40 +487,70 @@ void llm_free(struct llm *m)
     free(m);
 }
 
-const struct llm_hparams *llm_hparams(const struct llm *m) { return &m->hp; }
-int llm_n_vocab(const struct llm *m) { return m->hp.n_vocab; }
-int llm_n_ctx_train(const struct llm *m) { return m->hp.n_ctx_train; }
-int llm_bos(const struct llm *m) { return m->tok ? tok_bos(m->tok) : 1; }
-int llm_eos(const struct llm *m) { return m->tok ? tok_eos(m->tok) : 2; }
-const struct tok *llm_tokenizer(const struct llm *m) { return m->tok; }
-const struct gguf_file *llm_gguf(const struct llm *m) { return m->gguf; }
-struct pool *llm_pool(const struct llm *m) { return m->pool; }
-size_t llm_weight_bytes(const struct llm *m) { return m->weight_bytes; }
+const struct llm_hparams *llm_hparams(const struct llm *m)
+{
+    return &m->hp;
+}
+int llm_n_vocab(const struct llm *m)
+{
+    return m->hp.n_vocab;
+}
+int llm_n_ctx_train(const struct llm *m)
+{
+    return m->hp.n_ctx_train;
+}
+int llm_bos(const struct llm *m)
+{
+    return m->tok ? tok_bos(m->tok) : 1;
+}
+int llm_eos(const struct llm *m)
+{
+    return m->tok ? tok_eos(m->tok) : 2;
+}
+const struct tok *llm_tokenizer(const struct llm *m)
+{
+    return m->tok;
+}
+const struct gguf_file *llm_gguf(const struct llm *m)
+{
+    return m->gguf;
+}
+struct pool *llm_pool(const struct llm *m)
+{
+    return m->pool;
+}
+size_t llm_weight_bytes(const struct llm *m)
+{
+    return m->weight_bytes;
+}
 
 /* ---- context ---- */
 
 struct llm_ctx {
     const struct llm *m;
     int n_seq, n_ctx, n_batch, n_threads;
-    float *k_cache, *v_cache; /* (n_layer, n_seq, n_ctx, kv_dim) */
-    int *seq_len;             /* (n_seq) positions held */
-    int *tmp_len;             /* (n_seq) validation scratch */
-    unsigned char *tmp_seen;  /* (n_seq) */
-    unsigned char *want;      /* (n_batch) */
+    enum ggml_type kv_type;     /* F32 or F16 */
+    size_t kv_elt;              /* bytes per cached value */
+    uint8_t *k_cache, *v_cache; /* (n_layer, n_seq, n_ctx, kv_dim) of kv_type */
+    int *seq_len;               /* (n_seq) positions held */
+    int *tmp_len;               /* (n_seq) validation scratch */
+    unsigned char *tmp_seen;    /* (n_seq) */
+    unsigned char *want;        /* (n_batch) */
     /* activations for n_batch rows */
-    float *x, *xb, *xo;       /* (B, n_embd) */
-    float *q, *att_out;       /* (B, q_dim) */
-    float *k, *v;             /* (B, kv_dim) */
-    float *hb, *hb2;          /* (B, n_ff) */
-    float *att;               /* (n_threads, n_ctx) */
-    float *rope_cs;           /* (B, n_rot) cos, sin pairs */
+    float *x, *xb, *xo; /* (B, n_embd) */
+    float *q, *att_out; /* (B, q_dim) */
+    float *k, *v;       /* (B, kv_dim) */
+    float *hb, *hb2;    /* (B, n_ff) */
+    float *att;         /* (n_threads, n_ctx + head_dim) scores, then a V row */
+    float *rope_cs;     /* (B, n_rot) cos, sin pairs */
     void *kscratch;
 };
 
-static size_t kv_index(const struct llm_ctx *c, int l, int seq, int pos)
+/* Byte offset of (layer, seq, pos) in the K or V cache. */
+static size_t kv_offset(const struct llm_ctx *c, int l, int seq, int pos)
 {
     size_t kv_dim = (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim;
-    return (((size_t)l * c->n_seq + seq) * c->n_ctx + pos) * kv_dim;
+    return (((size_t)l * c->n_seq + seq) * c->n_ctx + pos) * kv_dim * c->kv_elt;
 }
 
 static size_t max_scratch(size_t cur, const struct llm_w *w, int n)
@@ -481,10 +559,16 @@ static size_t max_scratch(size_t cur, const struct llm_w *w, int n)
     return s > cur ? s : cur;
 }
 
-struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_batch,
-                            struct err *err)
+struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_batch, struct err *err)
+{
+    struct llm_ctx_cfg cfg = {n_seq, n_ctx, n_batch, false};
+    return llm_ctx_new_cfg(m, &cfg, err);
+}
+
+struct llm_ctx *llm_ctx_new_cfg(const struct llm *m, const struct llm_ctx_cfg *cfg, struct err *err)
 {
     const struct llm_hparams *hp = &m->hp;
+    int n_seq = cfg->n_seq, n_ctx = cfg->n_ctx, n_batch = cfg->n_batch;
     if (n_ctx == 0) n_ctx = hp->n_ctx_train;
     if (n_batch == 0) n_batch = 256;
     if (n_seq < 1 || n_seq > 4096 || n_ctx < 1 || n_ctx > LLM_MAX_CTX || n_batch < 1 ||
@@ -500,11 +584,16 @@ struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_bat
     c->n_ctx = n_ctx;
     c->n_batch = n_batch;
     c->n_threads = m->pool ? pool_threads(m->pool) : 1;
+    c->kv_type = cfg->kv_f16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+    c->kv_elt = cfg->kv_f16 ? 2 : 4;
     size_t B = (size_t)n_batch, q_dim = (size_t)hp->n_head * hp->head_dim;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t kv = (size_t)hp->n_layer * n_seq * n_ctx * kv_dim;
-    c->k_cache = calloc(kv, sizeof(float));
-    c->v_cache = calloc(kv, sizeof(float));
+    size_t kv;
+    if (__builtin_mul_overflow((size_t)hp->n_layer * n_seq, (size_t)n_ctx * kv_dim, &kv) ||
+        kv > ((size_t)1 << 40) / c->kv_elt)
+        goto oom;
+    c->k_cache = calloc(kv, c->kv_elt);
+    c->v_cache = calloc(kv, c->kv_elt);
     c->seq_len = calloc((size_t)n_seq, sizeof(int));
     c->tmp_len = calloc((size_t)n_seq, sizeof(int));
     c->tmp_seen = calloc((size_t)n_seq, 1);
@@ -518,7 +607,7 @@ struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_bat
     c->v = malloc(B * kv_dim * sizeof(float));
     c->hb = malloc(B * hp->n_ff * sizeof(float));
     c->hb2 = malloc(B * hp->n_ff * sizeof(float));
-    c->att = malloc((size_t)c->n_threads * n_ctx * sizeof(float));
+    c->att = malloc((size_t)c->n_threads * (n_ctx + hp->head_dim) * sizeof(float));
     c->rope_cs = malloc(B * (hp->n_rot + 2) * sizeof(float));
     size_t ks = max_scratch(0, &m->output, n_batch);
     for (int l = 0; l < hp->n_layer; l++) {
@@ -532,8 +621,8 @@ struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_bat
         ks = max_scratch(ks, &L->w_down, n_batch);
     }
     c->kscratch = ks ? aligned_alloc(64, (ks + 63) / 64 * 64) : NULL;
-    if (!c->k_cache || !c->v_cache || !c->seq_len || !c->tmp_len || !c->tmp_seen || !c->want || !c->x ||
-        !c->xb || !c->xo || !c->q || !c->att_out || !c->k || !c->v || !c->hb || !c->hb2 ||
+    if (!c->k_cache || !c->v_cache || !c->seq_len || !c->tmp_len || !c->tmp_seen || !c->want ||
+        !c->x || !c->xb || !c->xo || !c->q || !c->att_out || !c->k || !c->v || !c->hb || !c->hb2 ||
         !c->att || !c->rope_cs || (ks && !c->kscratch))
         goto oom;
     return c;
@@ -568,14 +657,19 @@ void llm_ctx_free(struct llm_ctx *c)
     free(c);
 }
 
-int llm_ctx_n_ctx(const struct llm_ctx *c) { return c->n_ctx; }
-int llm_ctx_n_seq(const struct llm_ctx *c) { return c->n_seq; }
+int llm_ctx_n_ctx(const struct llm_ctx *c)
+{
+    return c->n_ctx;
+}
+int llm_ctx_n_seq(const struct llm_ctx *c)
+{
+    return c->n_seq;
+}
 
 size_t llm_ctx_kv_bytes(const struct llm_ctx *c)
 {
     const struct llm_hparams *hp = &c->m->hp;
-    return 2 * (size_t)hp->n_layer * c->n_seq * c->n_ctx * hp->n_head_kv * hp->head_dim *
-           sizeof(float);
+    return 2 * (size_t)hp->n_layer * c->n_seq * c->n_ctx * hp->n_head_kv * hp->head_dim * c->kv_elt;
 }
 
 int llm_seq_len(const struct llm_ctx *c, int seq)
@@ -596,16 +690,15 @@ void llm_seq_truncate(struct llm_ctx *c, int seq, int n_pos)
 
 int llm_seq_copy(struct llm_ctx *c, int src, int dst, int n_pos)
 {
-    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq)
-        return ERR_INVALID;
+    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq) return ERR_INVALID;
     if (n_pos < 0 || n_pos > c->seq_len[src]) return ERR_INVALID;
     if (src != dst) {
         size_t kv_dim = (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim;
         for (int l = 0; l < c->m->hp.n_layer; l++) {
-            memcpy(c->k_cache + kv_index(c, l, dst, 0), c->k_cache + kv_index(c, l, src, 0),
-                   (size_t)n_pos * kv_dim * sizeof(float));
-            memcpy(c->v_cache + kv_index(c, l, dst, 0), c->v_cache + kv_index(c, l, src, 0),
-                   (size_t)n_pos * kv_dim * sizeof(float));
+            memcpy(c->k_cache + kv_offset(c, l, dst, 0), c->k_cache + kv_offset(c, l, src, 0),
+                   (size_t)n_pos * kv_dim * c->kv_elt);
+            memcpy(c->v_cache + kv_offset(c, l, dst, 0), c->v_cache + kv_offset(c, l, src, 0),
+                   (size_t)n_pos * kv_dim * c->kv_elt);
         }
     }
     c->seq_len[dst] = n_pos;
@@ -630,22 +723,29 @@ static void attention_chunk(void *ctx, size_t b, size_t e, int tid)
     const int H = hp->n_head, D = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     const size_t kv_dim = (size_t)hp->n_head_kv * D, q_dim = (size_t)H * D;
     const float scale = 1.0f / sqrtf((float)D);
-    float *att = c->att + (size_t)tid * c->n_ctx;
+    float *att = c->att + (size_t)tid * (c->n_ctx + D), *vtmp = att + c->n_ctx;
+    const size_t kv_row = kv_dim * c->kv_elt, head_off = (size_t)D * c->kv_elt;
     for (size_t i = b; i < e; i++) {
         int r = (int)(i / (size_t)H), h = (int)(i % (size_t)H), hk = h / group;
         int T = s->pos[r] + 1;
         const float *q = c->q + r * q_dim + (size_t)h * D;
-        const float *kc = c->k_cache + kv_index(c, s->layer, s->seq[r], 0) + (size_t)hk * D;
-        const float *vc = c->v_cache + kv_index(c, s->layer, s->seq[r], 0) + (size_t)hk * D;
+        const uint8_t *kc = c->k_cache + kv_offset(c, s->layer, s->seq[r], 0) + hk * head_off;
+        const uint8_t *vc = c->v_cache + kv_offset(c, s->layer, s->seq[r], 0) + hk * head_off;
         for (int t = 0; t < T; t++)
-            att[t] = kern_dot_row(GGML_TYPE_F32, kc + (size_t)t * kv_dim, q, D) * scale;
+            att[t] = kern_dot_row(c->kv_type, kc + (size_t)t * kv_row, q, D) * scale;
         ops_softmax(att, T);
         float *o = c->att_out + r * q_dim + (size_t)h * D;
-        for (int d = 0; d < D; d++) o[d] = 0.0f;
+        for (int d = 0; d < D; d++)
+            o[d] = 0.0f;
         for (int t = 0; t < T; t++) {
-            const float *vr = vc + (size_t)t * kv_dim;
+            const float *vr = (const float *)(vc + (size_t)t * kv_row);
+            if (c->kv_type != GGML_TYPE_F32) {
+                kern_dequantize_row(c->kv_type, vr, vtmp, D);
+                vr = vtmp;
+            }
             float a = att[t];
-            for (int d = 0; d < D; d++) o[d] += a * vr[d];
+            for (int d = 0; d < D; d++)
+                o[d] += a * vr[d];
         }
     }
 }
@@ -665,7 +765,16 @@ static void add_bias(float *y, const float *bias, int n, int dim)
 {
     if (!bias) return;
     for (int r = 0; r < n; r++)
-        for (int i = 0; i < dim; i++) y[(size_t)r * dim + i] += bias[i];
+        for (int i = 0; i < dim; i++)
+            y[(size_t)r * dim + i] += bias[i];
+}
+
+static void kv_store(const struct llm_ctx *c, uint8_t *dst, const float *src, int n)
+{
+    if (c->kv_type == GGML_TYPE_F32)
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    else
+        kern_quantize_row(c->kv_type, src, dst, n);
 }
 
 /* Rotates pairs (2i, 2i+1), i < n_rot / 2, of every head of n rows of x (n, n_heads, D). */
@@ -684,6 +793,52 @@ static void rope_rows(const struct llm_ctx *c, float *x, int n, int n_heads)
             }
         }
     }
+}
+
+/* Row-wise element work (norms, residual adds, SwiGLU) spread over the pool for big batches
+ * (prompt prefill); one row at a time is too small to be worth waking threads for. */
+enum rowop { ROW_NORM, ROW_ADD, ROW_ADD_NORM, ROW_SWIGLU };
+
+struct rowjob {
+    enum rowop op;
+    float *x, *xb, *hb;
+    const float *xo, *hb2, *w;
+    int E, F;
+    float eps;
+};
+
+static void rowjob_chunk(void *ctx, size_t b, size_t e, int tid)
+{
+    (void)tid;
+    const struct rowjob *j = ctx;
+    for (size_t r = b; r < e; r++) {
+        float *x = j->x + r * j->E;
+        switch (j->op) {
+        case ROW_ADD:
+            for (int i = 0; i < j->E; i++)
+                x[i] += j->xo[r * j->E + i];
+            break;
+        case ROW_ADD_NORM:
+            for (int i = 0; i < j->E; i++)
+                x[i] += j->xo[r * j->E + i];
+            /* fall through */
+        case ROW_NORM:
+            ops_rmsnorm_forward(j->xb + r * j->E, NULL, x, j->w, 1, j->E, j->eps);
+            break;
+        case ROW_SWIGLU:
+            ops_swiglu_forward(j->hb + r * j->F, j->hb + r * j->F, j->hb2 + r * j->F, 1, j->F);
+            break;
+        }
+    }
+}
+
+static void rows_run(struct llm_ctx *c, struct rowjob *j, int n)
+{
+    size_t work = (size_t)n * (j->op == ROW_SWIGLU ? (size_t)j->F * 8 : (size_t)j->E * 4);
+    if (c->m->pool && n > 1 && work >= LLM_PAR_MIN_WORK)
+        pool_for(c->m->pool, (size_t)n, 0, rowjob_chunk, j);
+    else
+        rowjob_chunk(j, 0, (size_t)n, 0);
 }
 
 /* One forward over n <= n_batch validated rows; logits of rows with want != 0 go to `out`
@@ -710,7 +865,11 @@ static int forward_chunk(struct llm_ctx *c, const int *token, const int *pos, co
     for (int l = 0; l < hp->n_layer; l++) {
         const struct llm_layer *L = &m->layers[l];
         st.layer = l;
-        ops_rmsnorm_forward(c->xb, NULL, c->x, L->attn_norm, n, E, hp->rms_eps);
+        if (l == 0) { /* later layers fuse this norm with the previous residual add */
+            struct rowjob rj = {ROW_NORM, c->x,         c->xb, NULL, NULL,
+                                NULL,     L->attn_norm, E,     F,    hp->rms_eps};
+            rows_run(c, &rj, n);
+        }
         matmul(c, &L->wq, c->xb, c->q, n);
         matmul(c, &L->wk, c->xb, c->k, n);
         matmul(c, &L->wv, c->xb, c->v, n);
@@ -720,31 +879,38 @@ static int forward_chunk(struct llm_ctx *c, const int *token, const int *pos, co
         rope_rows(c, c->q, n, hp->n_head);
         rope_rows(c, c->k, n, hp->n_head_kv);
         for (int r = 0; r < n; r++) {
-            size_t at = kv_index(c, l, seq[r], pos[r]);
-            memcpy(c->k_cache + at, c->k + (size_t)r * kv_dim, (size_t)kv_dim * sizeof(float));
-            memcpy(c->v_cache + at, c->v + (size_t)r * kv_dim, (size_t)kv_dim * sizeof(float));
+            size_t at = kv_offset(c, l, seq[r], pos[r]);
+            kv_store(c, c->k_cache + at, c->k + (size_t)r * kv_dim, kv_dim);
+            kv_store(c, c->v_cache + at, c->v + (size_t)r * kv_dim, kv_dim);
         }
         size_t work = (size_t)n * hp->n_head, macs = 0;
-        for (int r = 0; r < n; r++) macs += (size_t)(pos[r] + 1) * 2 * q_dim;
+        for (int r = 0; r < n; r++)
+            macs += (size_t)(pos[r] + 1) * 2 * q_dim;
         if (m->pool && work > 1 && macs >= LLM_PAR_MIN_WORK)
             pool_for(m->pool, work, 1, attention_chunk, &st);
-        else attention_chunk(&st, 0, work, 0);
+        else
+            attention_chunk(&st, 0, work, 0);
         matmul(c, &L->wo, c->att_out, c->xo, n);
         add_bias(c->xo, L->bo, n, E);
-        for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->xo[i];
-        ops_rmsnorm_forward(c->xb, NULL, c->x, L->ffn_norm, n, E, hp->rms_eps);
+        struct rowjob rj = {ROW_ADD_NORM, c->x,        c->xb, c->hb, c->xo,
+                            c->hb2,       L->ffn_norm, E,     F,     hp->rms_eps};
+        rows_run(c, &rj, n); /* x += attention out; xb = norm(x) */
         matmul(c, &L->w_gate, c->xb, c->hb, n);
         matmul(c, &L->w_up, c->xb, c->hb2, n);
-        ops_swiglu_forward(c->hb, c->hb, c->hb2, n, F);
+        rj.op = ROW_SWIGLU;
+        rows_run(c, &rj, n);
         matmul(c, &L->w_down, c->hb, c->xo, n);
-        for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->xo[i];
+        /* x += ffn out, then the next layer's attention norm in the same pass */
+        rj.op = l + 1 < hp->n_layer ? ROW_ADD_NORM : ROW_ADD;
+        rj.w = l + 1 < hp->n_layer ? m->layers[l + 1].attn_norm : NULL;
+        rows_run(c, &rj, n);
     }
     /* Final norm only for the rows that want logits, packed, then one classifier matmul. */
     int k = 0;
     for (int r = 0; r < n; r++) {
         if (!want[r]) continue;
-        ops_rmsnorm_forward(c->xb + (size_t)k * E, NULL, c->x + (size_t)r * E, m->output_norm, 1,
-                            E, hp->rms_eps);
+        ops_rmsnorm_forward(c->xb + (size_t)k * E, NULL, c->x + (size_t)r * E, m->output_norm, 1, E,
+                            hp->rms_eps);
         k++;
     }
     if (k > 0 && out) matmul(c, &m->output, c->xb, out, k);
@@ -762,17 +928,23 @@ int llm_decode(struct llm_ctx *c, const struct llm_batch *b, float *logits_out, 
     for (int i = 0; i < b->n; i++) {
         int t = b->token[i], p = b->pos[i], s = b->seq[i];
         if (t < 0 || t >= hp->n_vocab)
-            return err_set(err, ERR_INVALID, "decode: row %d: token %d outside the vocabulary "
-                           "(%d)", i, t, hp->n_vocab);
+            return err_set(err, ERR_INVALID,
+                           "decode: row %d: token %d outside the vocabulary "
+                           "(%d)",
+                           i, t, hp->n_vocab);
         if (s < 0 || s >= c->n_seq)
             return err_set(err, ERR_INVALID, "decode: row %d: sequence %d outside [0, %d)", i, s,
                            c->n_seq);
         if (p < 0 || p >= c->n_ctx)
-            return err_set(err, ERR_INVALID, "decode: row %d: position %d outside the context "
-                           "(%d)", i, p, c->n_ctx);
+            return err_set(err, ERR_INVALID,
+                           "decode: row %d: position %d outside the context "
+                           "(%d)",
+                           i, p, c->n_ctx);
         if (c->tmp_seen[s] ? p != c->tmp_len[s] : p > c->tmp_len[s])
-            return err_set(err, ERR_INVALID, "decode: row %d: position %d of sequence %d leaves "
-                           "a gap or goes back (it holds %d)", i, p, s, c->tmp_len[s]);
+            return err_set(err, ERR_INVALID,
+                           "decode: row %d: position %d of sequence %d leaves "
+                           "a gap or goes back (it holds %d)",
+                           i, p, s, c->tmp_len[s]);
         c->tmp_seen[s] = 1;
         c->tmp_len[s] = p + 1;
     }

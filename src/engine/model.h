@@ -4,7 +4,8 @@
  *  The model (`struct llm`) is immutable after load and may be shared by several contexts.
  *  A context (`struct llm_ctx`) owns a KV cache of `n_seq` sequence slots of `n_ctx` positions
  *  each and all scratch memory of the forward pass, allocated once: decoding allocates
- *  nothing. One llm_decode at a time per context. See docs/engine.md. */
+ *  nothing. One llm_decode at a time per context, and per pool (contexts of one model share
+ *  its pool). See docs/engine.md. */
 #ifndef ENGINE_MODEL_H
 #define ENGINE_MODEL_H
 
@@ -37,6 +38,10 @@ struct llm_hparams {
  *  checked for presence, type and shape; an unsupported architecture or tensor type gives
  *  ERR_UNSUPPORTED naming it. NULL + err on failure. */
 struct llm *llm_load(const char *path, const struct llm_opts *opts, struct err *err);
+/** Same from an opened GGUF (a file or gguf_open_mem), which the model takes over: it is
+ *  closed by llm_free, or at once on failure. `name` prefixes error messages. */
+struct llm *llm_load_gguf(struct gguf_file *f, const struct llm_opts *opts, const char *name,
+                          struct err *err);
 void llm_free(struct llm *m);
 
 const struct llm_hparams *llm_hparams(const struct llm *m);
@@ -60,6 +65,13 @@ size_t llm_weight_bytes(const struct llm *m);
  *  are split). NULL + err when memory is short or arguments are out of range. */
 struct llm_ctx *llm_ctx_new(const struct llm *m, int n_seq, int n_ctx, int n_batch,
                             struct err *err);
+/** Context settings; llm_ctx_new(m, s, c, b) is llm_ctx_new_cfg with {s, c, b, false}. */
+struct llm_ctx_cfg {
+    int n_seq, n_ctx, n_batch; /* as for llm_ctx_new */
+    bool kv_f16;               /* keep K and V as f16 (half the memory, as llama.cpp does) */
+};
+struct llm_ctx *llm_ctx_new_cfg(const struct llm *m, const struct llm_ctx_cfg *cfg,
+                                struct err *err);
 void llm_ctx_free(struct llm_ctx *c);
 int llm_ctx_n_ctx(const struct llm_ctx *c);
 int llm_ctx_n_seq(const struct llm_ctx *c);

@@ -12,9 +12,11 @@ void ops_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w
         const float *xr = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
         double ss = 0.0; /* double: C can be thousands and values large */
-        for (int c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
+        for (int c = 0; c < C; c++)
+            ss += (double)xr[c] * xr[c];
         float r = 1.0f / sqrtf((float)(ss / C) + eps);
-        for (int c = 0; c < C; c++) o[c] = xr[c] * r * w[c];
+        for (int c = 0; c < C; c++)
+            o[c] = xr[c] * r * w[c];
         if (rstd) rstd[n] = r;
     }
 }
@@ -36,7 +38,8 @@ static void matmul_chunk(void *ctx, size_t b, size_t e, int tid)
         for (int n = 0; n < j->N; n++) {
             const float *xr = j->inp + (size_t)n * j->C;
             float s = j->bias ? j->bias[o] : 0.0f;
-            for (int c = 0; c < j->C; c++) s += xr[c] * wr[c];
+            for (int c = 0; c < j->C; c++)
+                s += xr[c] * wr[c];
             j->out[(size_t)n * j->OC + o] = s;
         }
     }
@@ -70,9 +73,8 @@ void ops_rope_forward(float *x, const int *pos, int N, int n_heads, int head_dim
     }
 }
 
-void ops_attention_forward(float *out, float *att, const float *q, const float *k,
-                           const float *v, const unsigned char *key_mask, int T, int H, int Hkv,
-                           int D)
+void ops_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                           const unsigned char *key_mask, int T, int H, int Hkv, int D)
 {
     const int group = H / Hkv;
     const float scale = 1.0f / sqrtf((float)D);
@@ -87,12 +89,14 @@ void ops_attention_forward(float *out, float *att, const float *q, const float *
                 if (key_mask && !key_mask[j]) continue;
                 const float *kr = k + ((size_t)j * Hkv + hk) * D;
                 float s = 0.0f;
-                for (int d = 0; d < D; d++) s += qr[d] * kr[d];
+                for (int d = 0; d < D; d++)
+                    s += qr[d] * kr[d];
                 s *= scale;
                 if (att) att[((size_t)h * T + t) * T + j] = s;
                 if (s > maxv) maxv = s;
             }
-            for (int d = 0; d < D; d++) o[d] = 0.0f;
+            for (int d = 0; d < D; d++)
+                o[d] = 0.0f;
             if (att)
                 for (int j = 0; j < T; j++)
                     if (j > t || (key_mask && !key_mask[j])) att[((size_t)h * T + t) * T + j] = 0;
@@ -106,19 +110,23 @@ void ops_attention_forward(float *out, float *att, const float *q, const float *
                 } else {
                     const float *kr = k + ((size_t)j * Hkv + hk) * D;
                     s = 0.0f;
-                    for (int d = 0; d < D; d++) s += qr[d] * kr[d];
+                    for (int d = 0; d < D; d++)
+                        s += qr[d] * kr[d];
                     s *= scale;
                 }
                 float p = expf(s - maxv);
                 if (att) att[((size_t)h * T + t) * T + j] = p;
                 sum += p;
                 const float *vr = v + ((size_t)j * Hkv + hk) * D;
-                for (int d = 0; d < D; d++) o[d] += p * vr[d];
+                for (int d = 0; d < D; d++)
+                    o[d] += p * vr[d];
             }
             float inv = 1.0f / sum;
-            for (int d = 0; d < D; d++) o[d] *= inv;
+            for (int d = 0; d < D; d++)
+                o[d] *= inv;
             if (att)
-                for (int j = 0; j <= t; j++) att[((size_t)h * T + t) * T + j] *= inv;
+                for (int j = 0; j <= t; j++)
+                    att[((size_t)h * T + t) * T + j] *= inv;
         }
     }
 }
@@ -144,5 +152,6 @@ void ops_softmax(float *x, int n)
         sum += x[i];
     }
     float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) x[i] *= inv;
+    for (int i = 0; i < n; i++)
+        x[i] *= inv;
 }

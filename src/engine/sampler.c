@@ -9,19 +9,24 @@ struct sampler {
     struct sampler_params p;
     int n_vocab;
     uint64_t rng;
-    float *work;      /* (n_vocab) penalised, scaled logits, then probabilities */
-    int *ids;         /* (n_vocab) candidates */
-    float *probs;     /* (n_vocab) */
-    unsigned *stamp;  /* (n_vocab) marks tokens already penalised in this call */
+    float *work;     /* (n_vocab) penalised, scaled logits, then probabilities */
+    int *ids;        /* (n_vocab) candidates */
+    float *probs;    /* (n_vocab) */
+    unsigned *stamp; /* (n_vocab) marks tokens already penalised in this call */
     unsigned stamp_now;
-    int *hist;        /* ring of repeat_last_n tokens */
+    int *hist; /* ring of repeat_last_n tokens */
     int hist_n, hist_at;
 };
 
 struct sampler_params sampler_default_params(void)
 {
-    return (struct sampler_params){.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
-                                   .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0};
+    return (struct sampler_params){.temp = 0.8f,
+                                   .top_k = 40,
+                                   .top_p = 0.95f,
+                                   .min_p = 0.05f,
+                                   .repeat_penalty = 1.0f,
+                                   .repeat_last_n = 64,
+                                   .seed = 0};
 }
 
 static uint64_t seed_mix(uint64_t seed)
@@ -43,10 +48,12 @@ struct sampler *sampler_new(const struct sampler_params *p, int n_vocab, struct 
     if (!(p->temp <= 100.0f) || p->top_k < 0 || !(p->top_p > 0.0f) || !(p->min_p >= 0.0f) ||
         !(p->min_p < 1.0f) || !(p->repeat_penalty > 0.0f) || p->repeat_last_n < 0 ||
         p->repeat_last_n > 1 << 20) {
-        err_set(err, ERR_INVALID, "sampler: parameter out of range (temp %g in [0, 100], top_k "
+        err_set(err, ERR_INVALID,
+                "sampler: parameter out of range (temp %g in [0, 100], top_k "
                 "%d >= 0, top_p %g in (0, 1], min_p %g in [0, 1), repeat_penalty %g > 0, "
-                "repeat_last_n %d >= 0)", (double)p->temp, p->top_k, (double)p->top_p,
-                (double)p->min_p, (double)p->repeat_penalty, p->repeat_last_n);
+                "repeat_last_n %d >= 0)",
+                (double)p->temp, p->top_k, (double)p->top_p, (double)p->min_p,
+                (double)p->repeat_penalty, p->repeat_last_n);
         return NULL;
     }
     struct sampler *s = calloc(1, sizeof *s);
@@ -192,7 +199,8 @@ int sampler_candidates(struct sampler *s, const float *logits, int *ids, float *
             if (m < k) {
                 ids[m++] = i;
                 if (m == k)
-                    for (int j = k / 2 - 1; j >= 0; j--) sift_down(ids, k, j, pr);
+                    for (int j = k / 2 - 1; j >= 0; j--)
+                        sift_down(ids, k, j, pr);
             } else if (worse(pr, ids[0], i)) {
                 ids[0] = i;
                 sift_down(ids, k, 0, pr);
@@ -207,7 +215,8 @@ int sampler_candidates(struct sampler *s, const float *logits, int *ids, float *
     /* top-p over what is left: the smallest prefix whose mass reaches top_p */
     if (s->p.top_p < 1.0f) {
         double acc = 0, total = 0;
-        for (int i = 0; i < m; i++) total += pr[ids[i]];
+        for (int i = 0; i < m; i++)
+            total += pr[ids[i]];
         for (int i = 0; i < m; i++) {
             acc += pr[ids[i]];
             if (acc >= s->p.top_p * total) {
@@ -220,12 +229,15 @@ int sampler_candidates(struct sampler *s, const float *logits, int *ids, float *
     if (s->p.min_p > 0) {
         float lim = s->p.min_p * pr[ids[0]];
         int j = 1;
-        while (j < m && pr[ids[j]] >= lim) j++;
+        while (j < m && pr[ids[j]] >= lim)
+            j++;
         m = j;
     }
     double t = 0;
-    for (int i = 0; i < m; i++) t += pr[ids[i]];
-    for (int i = 0; i < m; i++) probs[i] = (float)(pr[ids[i]] / t);
+    for (int i = 0; i < m; i++)
+        t += pr[ids[i]];
+    for (int i = 0; i < m; i++)
+        probs[i] = (float)(pr[ids[i]] / t);
     return m;
 }
 

@@ -50,8 +50,8 @@ float sampler_rand(struct sampler *s);
 
 /* ---- stop strings ---- */
 
-#define SAMPLER_STOP_MAX 8         /* stop strings per matcher */
-#define SAMPLER_STOP_LEN_MAX 64    /* bytes per stop string */
+#define SAMPLER_STOP_MAX 8          /* stop strings per matcher */
+#define SAMPLER_STOP_LEN_MAX 64     /* bytes per stop string */
 #define SAMPLER_STOP_CHUNK_MAX 1024 /* bytes per sampler_stop_feed call */
 
 /** Watches the generated text for any of up to SAMPLER_STOP_MAX strings, even when one is

@@ -12,12 +12,12 @@
 
 struct tok {
     int n_vocab;
-    char *blob;       /* all pieces, back to back */
-    uint32_t *off;    /* (n_vocab) offset of piece i in blob */
-    uint16_t *len;    /* (n_vocab) */
-    float *score;     /* (n_vocab) */
-    uint8_t *type;    /* (n_vocab) enum tok_type */
-    int32_t *ht;      /* open-addressing piece -> id, -1 empty */
+    char *blob;    /* all pieces, back to back */
+    uint32_t *off; /* (n_vocab) offset of piece i in blob */
+    uint16_t *len; /* (n_vocab) */
+    float *score;  /* (n_vocab) */
+    uint8_t *type; /* (n_vocab) enum tok_type */
+    int32_t *ht;   /* open-addressing piece -> id, -1 empty */
     size_t ht_mask;
     int byte_id[256]; /* id of <0xXX>, or -1 */
     int *special;     /* ids of control / user-defined tokens with text, longest first */
@@ -29,7 +29,8 @@ struct tok {
 static uint64_t hash_bytes(const char *s, size_t n)
 {
     uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
     return h;
 }
 
@@ -82,19 +83,22 @@ static bool is_byte_piece(const char *p, size_t n)
 static int tok_finish(struct tok *t, struct err *err)
 {
     size_t cap = 16;
-    while (cap < (size_t)t->n_vocab * 2) cap <<= 1;
+    while (cap < (size_t)t->n_vocab * 2)
+        cap <<= 1;
     t->ht = malloc(cap * sizeof *t->ht);
     t->special = malloc((size_t)t->n_vocab * sizeof *t->special);
     if (!t->ht || !t->special) return err_set(err, ERR_NOMEM, "tokenizer: out of memory");
     memset(t->ht, 0xff, cap * sizeof *t->ht);
     t->ht_mask = cap - 1;
-    for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
+    for (int i = 0; i < 256; i++)
+        t->byte_id[i] = -1;
     for (int id = 0; id < t->n_vocab; id++) {
         const char *p = t->blob + t->off[id];
         size_t n = t->len[id];
         if (tok_find(t, p, n) < 0) { /* first of duplicates wins */
             size_t i = hash_bytes(p, n) & t->ht_mask;
-            while (t->ht[i] >= 0) i = (i + 1) & t->ht_mask;
+            while (t->ht[i] >= 0)
+                i = (i + 1) & t->ht_mask;
             t->ht[i] = id;
         }
         if (is_byte_piece(p, n)) {
@@ -135,8 +139,8 @@ static int opt_token_id(const struct gguf_file *f, const char *key, int n_vocab,
     if (rc == ERR_NOTFOUND) return 0;
     if (rc) return rc;
     if (v >= (uint32_t)n_vocab)
-        return err_set(err, ERR_INVALID, "tokenizer: %s = %u is outside the vocabulary (%d)",
-                       key, v, n_vocab);
+        return err_set(err, ERR_INVALID, "tokenizer: %s = %u is outside the vocabulary (%d)", key,
+                       v, n_vocab);
     *out = (int)v;
     return 0;
 }
@@ -153,7 +157,8 @@ struct tok *tok_load_gguf(const struct gguf_file *f, struct err *err)
     if (!gguf_str_eq(model, "llama")) {
         err_set(err, ERR_UNSUPPORTED,
                 "tokenizer: tokenizer.ggml.model '%.*s' is not supported (only 'llama', "
-                "SentencePiece)", (int)(model.len > 64 ? 64 : model.len), model.ptr);
+                "SentencePiece)",
+                (int)(model.len > 64 ? 64 : model.len), model.ptr);
         return NULL;
     }
     const struct gguf_kv *ktok = gguf_find(f, "tokenizer.ggml.tokens");
@@ -200,6 +205,7 @@ struct tok *tok_load_gguf(const struct gguf_file *f, struct err *err)
         t->len[i] = (uint16_t)ps.len;
         at += ps.len;
         if (ksc) memcpy(&t->score[i], (const char *)ksc->data + 4 * (size_t)i, 4);
+        if (!(t->score[i] == t->score[i])) t->score[i] = -1e30f; /* NaN would break the heap */
         if (kty) {
             int32_t ty;
             memcpy(&ty, (const char *)kty->data + 4 * (size_t)i, 4);
@@ -219,11 +225,15 @@ struct tok *tok_load_gguf(const struct gguf_file *f, struct err *err)
         goto fail;
     bool b;
     rc = gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &b, err);
-    if (rc == 0) t->add_bos = b;
-    else if (rc != ERR_NOTFOUND) goto fail;
+    if (rc == 0)
+        t->add_bos = b;
+    else if (rc != ERR_NOTFOUND)
+        goto fail;
     rc = gguf_get_bool(f, "tokenizer.ggml.add_space_prefix", &b, err);
-    if (rc == 0) t->add_space_prefix = b;
-    else if (rc != ERR_NOTFOUND) goto fail;
+    if (rc == 0)
+        t->add_space_prefix = b;
+    else if (rc != ERR_NOTFOUND)
+        goto fail;
     if (tok_finish(t, err)) goto fail;
     return t;
 fail:
@@ -233,10 +243,6 @@ fail:
 
 struct tok *tok_load_llama2c(const char *path, int n_vocab, struct err *err)
 {
-    if (n_vocab <= 0 || n_vocab > MAX_VOCAB) {
-        err_set(err, ERR_INVALID, "%s: vocabulary size %d out of range", path, n_vocab);
-        return NULL;
-    }
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         err_set(err, ERR_IO, "%s: cannot open tokenizer: %m", path);
@@ -246,32 +252,53 @@ struct tok *tok_load_llama2c(const char *path, int n_vocab, struct err *err)
     char *buf = NULL;
     long size = -1;
     if (fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
-    if (size < 4 || size > (1L << 30) || fseek(fp, 0, SEEK_SET) != 0) {
+    if (size < 0 || size > (1L << 30) || fseek(fp, 0, SEEK_SET) != 0) {
         err_set(err, ERR_INVALID, "%s: not a llama2.c tokenizer (size %ld)", path, size);
         goto done;
     }
-    buf = malloc((size_t)size);
+    buf = malloc((size_t)size + 1);
     if (!buf || fread(buf, 1, (size_t)size, fp) != (size_t)size) {
         err_set(err, ERR_IO, "%s: cannot read tokenizer", path);
         goto done;
+    }
+    t = tok_load_llama2c_mem(buf, (size_t)size, n_vocab, err);
+    if (!t) err_prefix(err, "%s", path);
+done:
+    free(buf);
+    fclose(fp);
+    return t;
+}
+
+struct tok *tok_load_llama2c_mem(const void *data, size_t size, int n_vocab, struct err *err)
+{
+    const char *buf = data;
+    if (n_vocab <= 0 || n_vocab > MAX_VOCAB) {
+        err_set(err, ERR_INVALID, "tokenizer: vocabulary size %d out of range", n_vocab);
+        return NULL;
+    }
+    if (size < 4) {
+        err_set(err, ERR_INVALID, "tokenizer: %zu bytes is too short for tokenizer.bin", size);
+        return NULL;
     }
     /* Two passes over the bytes: validate and size, then fill (spaces escaped to U+2581). */
     size_t pos = 4, total = 0;
     for (int i = 0; i < n_vocab; i++) {
         int32_t l;
-        if (pos + 8 > (size_t)size) goto trunc;
+        if (pos + 8 > size) goto trunc;
         memcpy(&l, buf + pos + 4, 4);
-        if (l < 0 || l > TOK_MAX_PIECE / 3 || pos + 8 + (size_t)l > (size_t)size) goto trunc;
-        for (int j = 0; j < l; j++) total += buf[pos + 8 + j] == ' ' ? 3 : 1;
+        if (l < 0 || l > TOK_MAX_PIECE / 3 || pos + 8 + (size_t)l > size) goto trunc;
+        for (int j = 0; j < l; j++)
+            total += buf[pos + 8 + j] == ' ' ? 3 : 1;
         pos += 8 + (size_t)l;
     }
-    t = tok_alloc(n_vocab, total, err);
-    if (!t) goto done;
+    struct tok *t = tok_alloc(n_vocab, total, err);
+    if (!t) return NULL;
     pos = 4;
     size_t at = 0;
     for (int i = 0; i < n_vocab; i++) {
         int32_t l;
         memcpy(&t->score[i], buf + pos, 4);
+        if (!(t->score[i] == t->score[i])) t->score[i] = -1e30f; /* NaN would break the heap */
         memcpy(&l, buf + pos + 4, 4);
         t->off[i] = (uint32_t)at;
         for (int j = 0; j < l; j++) {
@@ -310,22 +337,33 @@ struct tok *tok_load_llama2c(const char *path, int n_vocab, struct err *err)
     t->add_space_prefix = true;
     if (tok_finish(t, err)) {
         tok_free(t);
-        t = NULL;
+        return NULL;
     }
-    goto done;
-trunc:
-    err_set(err, ERR_INVALID, "%s: tokenizer file ends early or has a bad token length "
-            "(expected %d tokens)", path, n_vocab);
-done:
-    free(buf);
-    fclose(fp);
     return t;
+trunc:
+    err_set(err, ERR_INVALID,
+            "tokenizer: file ends early or has a bad token length "
+            "(expected %d tokens)",
+            n_vocab);
+    return NULL;
 }
 
-int tok_n_vocab(const struct tok *t) { return t->n_vocab; }
-int tok_bos(const struct tok *t) { return t->bos; }
-int tok_eos(const struct tok *t) { return t->eos; }
-bool tok_add_bos(const struct tok *t) { return t->add_bos; }
+int tok_n_vocab(const struct tok *t)
+{
+    return t->n_vocab;
+}
+int tok_bos(const struct tok *t)
+{
+    return t->bos;
+}
+int tok_eos(const struct tok *t)
+{
+    return t->eos;
+}
+bool tok_add_bos(const struct tok *t)
+{
+    return t->add_bos;
+}
 
 enum tok_type tok_token_type(const struct tok *t, int id)
 {
@@ -435,7 +473,8 @@ static void encode_fragment(struct enc *e, const char *text, size_t len)
     }
     if (nsym == 0) return;
     e->sym[nsym - 1].next = -1;
-    for (int i = 1; i < nsym; i++) try_bigram(e, i - 1, i);
+    for (int i = 1; i < nsym; i++)
+        try_bigram(e, i - 1, i);
     while (e->nheap > 0) {
         struct bigram bg = heap_pop(e->heap, &e->nheap);
         struct sym *l = &e->sym[bg.left];
@@ -477,10 +516,11 @@ static size_t match_special(const struct tok *t, const char *text, size_t len, s
     return 0;
 }
 
-int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos,
-               bool parse_special, int *out, int cap, struct err *err)
+int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos, bool parse_special,
+               int *out, int cap, struct err *err)
 {
-    if (len > (1u << 26)) return err_set(err, ERR_INVALID, "tokenizer: text of %zu bytes is too long", len);
+    if (len > (1u << 26))
+        return err_set(err, ERR_INVALID, "tokenizer: text of %zu bytes is too long", len);
     /* Escaped text is at most 3x + 3 bytes; one symbol and at most one queued pair per
      * merge step per byte is bounded by 3 pairs per symbol. */
     size_t max_esc = 3 * len + 3;
@@ -601,9 +641,12 @@ static size_t stream_bytes(struct tok_stream *s, const char *in, size_t n, char 
         unsigned char c = (unsigned char)in[i];
         if (s->npend == 0) {
             int l = utf8_len(c);
-            if (l == 1) out[o++] = (char)c;
-            else if (l == 0) o += put_fffd(out + o);
-            else s->pend[s->npend++] = c;
+            if (l == 1)
+                out[o++] = (char)c;
+            else if (l == 0)
+                o += put_fffd(out + o);
+            else
+                s->pend[s->npend++] = c;
             continue;
         }
         if ((c & 0xc0) != 0x80) { /* sequence cut short: replace it, restart with c */

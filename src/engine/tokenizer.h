@@ -39,12 +39,16 @@ struct tok *tok_load_gguf(const struct gguf_file *f, struct err *err);
  *  BOS = 1, EOS = 2, unknown = 0; a BOS is added and a space prefixed, as llama2.c does. */
 struct tok *tok_load_llama2c(const char *path, int n_vocab, struct err *err);
 
+/** Same over a buffer (fuzzing, tests); the buffer is not kept. */
+struct tok *tok_load_llama2c_mem(const void *buf, size_t len, int n_vocab, struct err *err);
+
 void tok_free(struct tok *t);
 
 int tok_n_vocab(const struct tok *t);
 int tok_bos(const struct tok *t);
 int tok_eos(const struct tok *t);
-/** Whether the vocabulary asks for a BOS at the start of a prompt (tokenizer.ggml.add_bos_token). */
+/** Whether the vocabulary asks for a BOS at the start of a prompt (tokenizer.ggml.add_bos_token).
+ */
 bool tok_add_bos(const struct tok *t);
 enum tok_type tok_token_type(const struct tok *t, int id);
 /** The raw piece (SentencePiece form, not NUL-terminated); NULL for an id out of range. */
@@ -58,8 +62,8 @@ int tok_find(const struct tok *t, const char *piece, size_t len);
  *  fragment and to each fragment after a special token when the vocabulary says so
  *  (tokenizer.ggml.add_space_prefix), as llama.cpp does. Returns the number of ids, or
  *  ERR_NOMEM (message says how many were needed) when `cap` is too small. */
-int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos,
-               bool parse_special, int *out, int cap, struct err *err);
+int tok_encode(const struct tok *t, const char *text, size_t len, bool add_bos, bool parse_special,
+               int *out, int cap, struct err *err);
 
 /** Bytes of one token as text: "▁" becomes ' ', <0xXX> becomes that byte, control and unknown
  *  tokens give nothing. Writes at most `cap` bytes; returns the full length. */
