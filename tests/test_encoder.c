@@ -231,11 +231,14 @@ static void rule_config(struct train_config *tc, enum encoder_loss loss)
     tc->threads = 1;
 }
 
-static void learn_rule(enum encoder_loss loss)
+static void learn_rule(enum encoder_loss loss, bool norm_items)
 {
     struct rec_dataset *d = rule_dataset();
     struct train_config tc;
     rule_config(&tc, loss);
+    tc.enc.norm_items = norm_items;
+    if (!norm_items)
+        tc.enc.temperature = 1.0f;
     struct train_result r;
     struct err err;
     struct encoder *e = NULL;
@@ -243,9 +246,9 @@ static void learn_rule(enum encoder_loss loss)
     if (rc)
         print_error("%s\n", err.msg);
     assert_int_equal(rc, 0);
-    print_message("  %s: %d epochs, %llu steps in %.2f s: loss %.4f, valid HR@10 %.3f NDCG@10 "
+    print_message("  %s%s: %d epochs, %llu steps in %.2f s: loss %.4f, valid HR@10 %.3f NDCG@10 "
                   "%.3f, test HR@10 %.3f\n",
-                  encoder_loss_name(loss), r.epochs_done, (unsigned long long)r.steps,
+                  encoder_loss_name(loss), norm_items ? "" : " (raw items)", r.epochs_done, (unsigned long long)r.steps,
                   r.seconds, (double)r.last_loss, r.val_hr10, r.val_ndcg10, r.test_hr10);
     assert_true(r.val_hr10 > 0.9);
     assert_true(r.test_hr10 > 0.9);
@@ -262,13 +265,15 @@ static void learn_rule(enum encoder_loss loss)
 static void test_learns_rule_softmax(void **state)
 {
     (void)state;
-    learn_rule(ENCODER_LOSS_SOFTMAX);
+    learn_rule(ENCODER_LOSS_SOFTMAX, true);
+    learn_rule(ENCODER_LOSS_SOFTMAX, false);
 }
 
 static void test_learns_rule_infonce(void **state)
 {
     (void)state;
-    learn_rule(ENCODER_LOSS_INFONCE);
+    learn_rule(ENCODER_LOSS_INFONCE, true);
+    learn_rule(ENCODER_LOSS_INFONCE, false);
 }
 
 struct loss_log {
@@ -448,6 +453,40 @@ static void test_eval_scorer_matches(void **state)
     test_rmtree(dir);
 }
 
+/* Bad command lines answer 2 with a message; a resume into another shape is refused. */
+static void test_cli_and_resume_errors(void **state)
+{
+    (void)state;
+    char a0[] = "train encoder", a1[] = "--out", a2[] = "/tmp/x", a3[] = "--loss", a4[] = "bce",
+         a5[] = "--data", a6[] = "/nonexistent/dataset.gguf", a7[] = "--dim", a8[] = "-3";
+    char *v1[] = {a0, a1, a2, NULL}; /* no --data */
+    assert_int_equal(train_cli_encoder(3, v1), 2);
+    char *v2[] = {a0, a5, a6, a1, a2, a3, a4, NULL}; /* unknown loss */
+    assert_int_equal(train_cli_encoder(7, v2), 2);
+    char *v3[] = {a0, a5, a6, a1, a2, a7, a8, NULL}; /* dim out of range */
+    assert_int_equal(train_cli_encoder(7, v3), 2);
+    char *v4[] = {a0, a5, a6, a1, a2, NULL}; /* missing dataset: a failure, not a crash */
+    assert_int_equal(train_cli_encoder(5, v4), 1);
+
+    struct rec_dataset *d = rule_dataset();
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
+    struct train_config tc;
+    rule_config(&tc, ENCODER_LOSS_SOFTMAX);
+    tc.epochs = 1;
+    tc.out_dir = dir;
+    struct train_result r;
+    struct err err;
+    assert_int_equal(train_encoder(d, &tc, NULL, &r, &err), 0);
+    tc.resume = true;
+    tc.epochs = 2;
+    tc.enc.dim = 16;
+    assert_int_equal(train_encoder(d, &tc, NULL, &r, &err), ERR_INVALID);
+    assert_non_null(strstr(err.msg, "shape"));
+    rec_dataset_free(d);
+    test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -460,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_checkpoint_resume),
         cmocka_unit_test(test_eval_scorer_matches),
+        cmocka_unit_test(test_cli_and_resume_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
