@@ -259,12 +259,15 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
         if (!e)
             return err_prefix(err, "resuming from %s", ckpt);
         if (e->cfg.n_items != ec.n_items || e->cfg.dim != ec.dim ||
-            e->cfg.n_layers != ec.n_layers || e->cfg.max_len != ec.max_len) {
+            e->cfg.n_layers != ec.n_layers || e->cfg.max_len != ec.max_len ||
+            e->cfg.n_heads != ec.n_heads || e->cfg.ffn != ec.ffn) {
+            err_set(err, ERR_INVALID,
+                    "train: checkpoint %s has another shape (items %d dim %d layers %d heads "
+                    "%d ffn %d max_len %d) than asked for; use another --out or drop --resume",
+                    ckpt, e->cfg.n_items, e->cfg.dim, e->cfg.n_layers, e->cfg.n_heads,
+                    e->cfg.ffn, e->cfg.max_len);
             encoder_free(e);
-            return err_set(err, ERR_INVALID,
-                           "train: checkpoint %s has another shape (items %d dim %d layers %d "
-                           "max_len %d) than asked for; use another --out or drop --resume",
-                           ckpt, e->cfg.n_items, e->cfg.dim, e->cfg.n_layers, e->cfg.max_len);
+            return ERR_INVALID;
         }
         resumed = true;
         log_info("train", "resumed from %s at epoch %u, step %llu", ckpt, ts.epoch,
