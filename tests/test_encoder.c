@@ -15,9 +15,12 @@
 #include <unistd.h>
 
 #include "base/pool.h"
+#include "engine/gguf.h"
 #include "recsys/dataset.h"
 #include "recsys/encoder.h"
+#include "recsys/eval.h"
 #include "recsys/train.h"
+#include "recsys/train_cli.h"
 
 static uint64_t rng_state = 0x243F6A8885A308D3ull;
 static float frand(void)
@@ -228,11 +231,14 @@ static void rule_config(struct train_config *tc, enum encoder_loss loss)
     tc->threads = 1;
 }
 
-static void learn_rule(enum encoder_loss loss)
+static void learn_rule(enum encoder_loss loss, bool norm_items)
 {
     struct rec_dataset *d = rule_dataset();
     struct train_config tc;
     rule_config(&tc, loss);
+    tc.enc.norm_items = norm_items;
+    if (!norm_items)
+        tc.enc.temperature = 1.0f;
     struct train_result r;
     struct err err;
     struct encoder *e = NULL;
@@ -240,9 +246,9 @@ static void learn_rule(enum encoder_loss loss)
     if (rc)
         print_error("%s\n", err.msg);
     assert_int_equal(rc, 0);
-    print_message("  %s: %d epochs, %llu steps in %.2f s: loss %.4f, valid HR@10 %.3f NDCG@10 "
+    print_message("  %s%s: %d epochs, %llu steps in %.2f s: loss %.4f, valid HR@10 %.3f NDCG@10 "
                   "%.3f, test HR@10 %.3f\n",
-                  encoder_loss_name(loss), r.epochs_done, (unsigned long long)r.steps,
+                  encoder_loss_name(loss), norm_items ? "" : " (raw items)", r.epochs_done, (unsigned long long)r.steps,
                   r.seconds, (double)r.last_loss, r.val_hr10, r.val_ndcg10, r.test_hr10);
     assert_true(r.val_hr10 > 0.9);
     assert_true(r.test_hr10 > 0.9);
@@ -259,13 +265,15 @@ static void learn_rule(enum encoder_loss loss)
 static void test_learns_rule_softmax(void **state)
 {
     (void)state;
-    learn_rule(ENCODER_LOSS_SOFTMAX);
+    learn_rule(ENCODER_LOSS_SOFTMAX, true);
+    learn_rule(ENCODER_LOSS_SOFTMAX, false);
 }
 
 static void test_learns_rule_infonce(void **state)
 {
     (void)state;
-    learn_rule(ENCODER_LOSS_INFONCE);
+    learn_rule(ENCODER_LOSS_INFONCE, true);
+    learn_rule(ENCODER_LOSS_INFONCE, false);
 }
 
 struct loss_log {
@@ -365,6 +373,19 @@ static void test_checkpoint_resume(void **state)
     assert_int_equal(el->n_params, ef->n_params);
     assert_memory_equal(el->params, ef->params, sizeof(float) * ef->n_params);
     assert_true(el->cfg.loss == ENCODER_LOSS_INFONCE && el->cfg.dim == 32);
+    {   /* the item vectors in the export are the scoring table */
+        struct gguf_file *gf = gguf_open(path, &err);
+        assert_non_null(gf);
+        const struct gguf_tensor *iv = gguf_find_tensor(gf, "item_vectors");
+        assert_non_null(iv);
+        assert_int_equal(iv->ne[0], 32);
+        assert_int_equal(iv->ne[1], 51);
+        float *tab = malloc(sizeof(float) * 51 * 32);
+        encoder_item_table(ef, tab);
+        assert_memory_equal(iv->data, tab, sizeof(float) * 51 * 32);
+        free(tab);
+        gguf_close(gf);
+    }
     snprintf(path, sizeof(path), "%s/loss.tsv", dir2);
     assert_true(test_path_exists(path));
     snprintf(path, sizeof(path), "%s/valid.tsv", dir2);
@@ -386,6 +407,86 @@ static void test_checkpoint_resume(void **state)
     test_rmtree(dir2);
 }
 
+/* The scorer behind `nanorec eval --model` (one model per thread) agrees with the training
+ * loop's own evaluation, and refuses a model trained on another item count. */
+static void test_eval_scorer_matches(void **state)
+{
+    (void)state;
+    struct rec_dataset *d = rule_dataset();
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
+    struct train_config tc;
+    rule_config(&tc, ENCODER_LOSS_SOFTMAX);
+    tc.epochs = 1; /* partly trained: metrics strictly between 0 and 1 */
+    tc.warmup_steps = 0;
+    tc.lr = 3e-4f;
+    tc.out_dir = dir;
+    struct train_result r;
+    struct err err;
+    struct encoder *e = NULL;
+    assert_int_equal(train_encoder(d, &tc, &e, &r, &err), 0);
+    double hr, nd;
+    assert_int_equal(train_evaluate(e, d, REC_SPLIT_TEST, 10, 0, NULL, &hr, &nd, &err), 0);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/encoder.gguf", dir);
+    struct rec_scorer sc = {0};
+    assert_int_equal(train_encoder_loader.open(path, d, 2, &sc, &err), 0);
+    struct pool *p = pool_new(2);
+    struct rec_eval_cfg ec = {.split = REC_SPLIT_TEST, .pool = p};
+    struct rec_eval_result er;
+    assert_int_equal(rec_eval_run(d, &sc, &ec, &er, &err), 0);
+    print_message("  1 epoch: train_evaluate HR@10 %.4f NDCG@10 %.4f, evaluator %.4f %.4f\n", hr,
+                  nd, er.hr[0], er.ndcg[0]);
+    assert_true(hr > 0.05 && hr < 0.95);
+    assert_true(fabs(er.hr[0] - hr) < 1e-9);
+    assert_true(fabs(er.ndcg[0] - nd) < 1e-6);
+    train_encoder_loader.close(&sc);
+    /* another dataset shape is refused with a message */
+    d->n_items = 60;
+    struct rec_scorer sc2 = {0};
+    assert_true(train_encoder_loader.open(path, d, 1, &sc2, &err) < 0);
+    assert_non_null(strstr(err.msg, "items"));
+    d->n_items = 50;
+    pool_free(p);
+    encoder_free(e);
+    rec_dataset_free(d);
+    test_rmtree(dir);
+}
+
+/* Bad command lines answer 2 with a message; a resume into another shape is refused. */
+static void test_cli_and_resume_errors(void **state)
+{
+    (void)state;
+    char a0[] = "train encoder", a1[] = "--out", a2[] = "/tmp/x", a3[] = "--loss", a4[] = "bce",
+         a5[] = "--data", a6[] = "/nonexistent/dataset.gguf", a7[] = "--dim", a8[] = "-3";
+    char *v1[] = {a0, a1, a2, NULL}; /* no --data */
+    assert_int_equal(train_cli_encoder(3, v1), 2);
+    char *v2[] = {a0, a5, a6, a1, a2, a3, a4, NULL}; /* unknown loss */
+    assert_int_equal(train_cli_encoder(7, v2), 2);
+    char *v3[] = {a0, a5, a6, a1, a2, a7, a8, NULL}; /* dim out of range */
+    assert_int_equal(train_cli_encoder(7, v3), 2);
+    char *v4[] = {a0, a5, a6, a1, a2, NULL}; /* missing dataset: a failure, not a crash */
+    assert_int_equal(train_cli_encoder(5, v4), 1);
+
+    struct rec_dataset *d = rule_dataset();
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
+    struct train_config tc;
+    rule_config(&tc, ENCODER_LOSS_SOFTMAX);
+    tc.epochs = 1;
+    tc.out_dir = dir;
+    struct train_result r;
+    struct err err;
+    assert_int_equal(train_encoder(d, &tc, NULL, &r, &err), 0);
+    tc.resume = true;
+    tc.epochs = 2;
+    tc.enc.dim = 16;
+    assert_int_equal(train_encoder(d, &tc, NULL, &r, &err), ERR_INVALID);
+    assert_non_null(strstr(err.msg, "shape"));
+    rec_dataset_free(d);
+    test_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +498,8 @@ int main(void)
         cmocka_unit_test(test_learns_rule_infonce),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_checkpoint_resume),
+        cmocka_unit_test(test_eval_scorer_matches),
+        cmocka_unit_test(test_cli_and_resume_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

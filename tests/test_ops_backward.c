@@ -240,6 +240,70 @@ static void test_attention_backward_masked_gqa(void **state)
     attention_case(7, 4, 2, 4, mask);
 }
 
+/* The OpenBLAS attention against the naive forward and backward, masked and grouped, with T
+ * large enough for blocking and one fully padded prefix row. */
+static void test_attention_blas_matches_ref(void **state)
+{
+    (void)state;
+    const int T = 37, H = 4, Hkv = 2, D = 8;
+    size_t nq = (size_t)T * H * D, nk = (size_t)T * Hkv * D, na = (size_t)H * T * T;
+    unsigned char mask[37];
+    for (int t = 0; t < T; t++)
+        mask[t] = t >= 5;
+    float *q = rand_buf(nq, 1.0f), *k = rand_buf(nk, 1.0f), *v = rand_buf(nk, 1.0f);
+    float *dout = rand_buf(nq, 1.0f);
+    float *o1 = zeros(nq), *o2 = zeros(nq), *a1 = zeros(na), *a2 = rand_buf(na, 1.0f);
+    ops_attention_forward(o1, a1, q, k, v, mask, T, H, Hkv, D);
+    ops_attention_forward_blas(o2, a2, q, k, v, mask, T, H, Hkv, D);
+    for (size_t i = 0; i < nq; i++)
+        assert_true(fabsf(o1[i] - o2[i]) <= 1e-5f * (1.0f + fabsf(o1[i])));
+    for (size_t i = 0; i < na; i++)
+        assert_true(fabsf(a1[i] - a2[i]) <= 1e-5f);
+    float *dq1 = zeros(nq), *dk1 = zeros(nk), *dv1 = zeros(nk);
+    float *dq2 = zeros(nq), *dk2 = zeros(nk), *dv2 = zeros(nk), *s1 = zeros(T), *s2 = zeros(T * T);
+    ops_attention_backward(dq1, dk1, dv1, s1, dout, a1, q, k, v, T, H, Hkv, D);
+    ops_attention_backward_blas(dq2, dk2, dv2, s2, dout, a2, q, k, v, T, H, Hkv, D);
+    for (size_t i = 0; i < nq; i++)
+        assert_true(fabsf(dq1[i] - dq2[i]) <= 1e-4f * (1.0f + fabsf(dq1[i])));
+    for (size_t i = 0; i < nk; i++) {
+        assert_true(fabsf(dk1[i] - dk2[i]) <= 1e-4f * (1.0f + fabsf(dk1[i])));
+        assert_true(fabsf(dv1[i] - dv2[i]) <= 1e-4f * (1.0f + fabsf(dv1[i])));
+    }
+    free(q), free(k), free(v), free(dout), free(o1), free(o2), free(a1), free(a2);
+    free(dq1), free(dk1), free(dv1), free(dq2), free(dk2), free(dv2), free(s1), free(s2);
+}
+
+/* The vectorised softmax cross-entropy against the scalar one, with and without a bias, on
+ * rows whose length is not a multiple of 16 and with very negative logits. */
+static void test_xent_fast_matches_ref(void **state)
+{
+    (void)state;
+    const int R = 5, K = 301;
+    float *a = rand_buf((size_t)R * K, 20.0f), *bias = rand_buf(K, 5.0f);
+    a[7] = -500.0f;
+    float *b = malloc(sizeof(float) * R * K), *la = zeros(R), *lb = zeros(R);
+    int tgt[5] = {0, 7, 150, 299, 300};
+    for (int pass = 0; pass < 2; pass++) {
+        const float *bs = pass ? bias : NULL;
+        float *x = rand_buf((size_t)R * K, 20.0f);
+        memcpy(a, x, sizeof(float) * R * K);
+        memcpy(b, x, sizeof(float) * R * K);
+        ops_xent_rows_ref(a, la, bs, tgt, R, K, 0.25f);
+        ops_xent_rows(b, lb, bs, tgt, R, K, 0.25f);
+        for (int r = 0; r < R; r++) {
+            assert_true(fabsf(la[r] - lb[r]) <= 1e-5f * (1.0f + fabsf(la[r])));
+            double s = 0.0;
+            for (int i = 0; i < K; i++) {
+                assert_true(fabsf(a[r * K + i] - b[r * K + i]) <= 1e-6f);
+                s += b[r * K + i];
+            }
+            assert_true(fabs(s) < 1e-5); /* softmax - onehot sums to zero */
+        }
+        free(x);
+    }
+    free(a), free(b), free(bias), free(la), free(lb);
+}
+
 /* ---- swiglu ---- */
 struct sw_ctx {
     float *g, *u, *out, *r;
@@ -303,6 +367,8 @@ int main(void)
         cmocka_unit_test(test_rope_backward),
         cmocka_unit_test(test_attention_backward),
         cmocka_unit_test(test_attention_backward_masked_gqa),
+        cmocka_unit_test(test_attention_blas_matches_ref),
+        cmocka_unit_test(test_xent_fast_matches_ref),
         cmocka_unit_test(test_swiglu_backward),
         cmocka_unit_test(test_l2norm_backward),
     };

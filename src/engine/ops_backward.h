@@ -49,9 +49,32 @@ void ops_attention_backward(float *dq, float *dk, float *dv, float *scratch, con
                             const float *att, const float *q, const float *k, const float *v,
                             int T, int H, int Hkv, int D);
 
+/** ops_attention_forward through OpenBLAS GEMMs per head (full T x T score blocks, then the
+ *  causal and key masks): same contract, except that `att` (H,T,T) is required. Faster for
+ *  T beyond a few dozen; call with OpenBLAS at one thread when sequences run in parallel. */
+void ops_attention_forward_blas(float *out, float *att, const float *q, const float *k,
+                                const float *v, const unsigned char *key_mask, int T, int H,
+                                int Hkv, int D);
+/** ops_attention_backward through OpenBLAS GEMMs; `scratch` holds T*T floats. */
+void ops_attention_backward_blas(float *dq, float *dk, float *dv, float *scratch,
+                                 const float *dout, const float *att, const float *q,
+                                 const float *k, const float *v, int T, int H, int Hkv, int D);
+
 /** Backward of out = silu(g) * u: dg (N,F) += ..., du (N,F) += ... . */
 void ops_swiglu_backward(float *dg, float *du, const float *dout, const float *g,
                          const float *u, int N, int F);
+
+/** Softmax cross-entropy over rows of logits, forward and backward in one pass: for each of
+ *  the R rows of `logits` (R,K) (plus `bias` (K) when not NULL), writes the row's loss
+ *  -log softmax(row)[target[r]] into loss[r] and replaces the row by
+ *  (softmax(row) - onehot(target[r])) * grad_scale. Rows are independent (thread over them).
+ *  The exp is vectorised 16 floats at a time (AVX-512 when the CPU has it, else the baseline
+ *  ISA; relative error < 2e-7). */
+void ops_xent_rows(float *logits, float *loss, const float *bias, const int *target, int R,
+                   int K, float grad_scale);
+/** The scalar reference of ops_xent_rows (expf, one element at a time). */
+void ops_xent_rows_ref(float *logits, float *loss, const float *bias, const int *target, int R,
+                       int K, float grad_scale);
 
 /** Row-wise L2 normalisation out (N,C) = x / max(||x||, eps); norm (N) receives ||x||
  *  (may be NULL). Used for the encoder's output vectors and cosine scoring. */

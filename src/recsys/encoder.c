@@ -13,7 +13,8 @@
 #include "engine/ops_backward.h"
 
 #define L2_EPS 1e-6f
-#define LOSS_CHUNK 256 /* rows of logits computed at a time: R x n_items floats */
+#define LOSS_CHUNK 256       /* rows of logits computed at a time: R x n_items floats */
+#define ATT_MAX_THREADS 256  /* attention scratch slots, one per pool thread (lazily touched) */
 
 struct layer_acts {
     float *ln1, *rstd1, *q, *k, *v, *att, *y, *xmid, *ln2, *rstd2, *g, *u, *s, *xout;
@@ -131,10 +132,84 @@ static inline float drop_scale(uint64_t seed, uint32_t site, size_t idx, float p
     return u < p ? 0.0f : 1.0f / (1.0f - p);
 }
 
-static void apply_dropout(float *x, size_t n, uint64_t seed, uint32_t site, float p)
+
+/* ---- element-wise and row-wise work split over the pool (each output element is computed
+ * by exactly one thread, so results do not depend on the thread count) ---- */
+
+enum par_kind { PAR_DROPOUT_ADD, PAR_SWIGLU_FWD, PAR_SWIGLU_BWD, PAR_RMSNORM_FWD };
+
+struct par_job {
+    enum par_kind kind;
+    float *o1, *o2;
+    const float *i1, *i2, *i3;
+    int cols;
+    float p, eps;
+    uint64_t seed;
+    uint32_t site;
+};
+
+#define PAR_ROWS 64 /* rows per chunk */
+
+static void par_body(void *ctx, size_t r0, size_t r1, int tid)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] *= drop_scale(seed, site, i, p);
+    (void)tid;
+    const struct par_job *j = ctx;
+    const size_t C = (size_t)j->cols, b = r0 * C, n = (r1 - r0) * C;
+    switch (j->kind) {
+    case PAR_DROPOUT_ADD: /* o1 = o1 * mask (+ i1) */
+        if (j->p > 0.0f)
+            for (size_t i = b; i < b + n; i++)
+                j->o1[i] *= drop_scale(j->seed, j->site, i, j->p);
+        if (j->i1)
+            for (size_t i = b; i < b + n; i++)
+                j->o1[i] += j->i1[i];
+        break;
+    case PAR_SWIGLU_FWD:
+        ops_swiglu_forward(j->o1 + b, j->i1 + b, j->i2 + b, (int)(r1 - r0), j->cols);
+        break;
+    case PAR_SWIGLU_BWD:
+        ops_swiglu_backward(j->o1 + b, j->o2 + b, j->i1 + b, j->i2 + b, j->i3 + b,
+                            (int)(r1 - r0), j->cols);
+        break;
+    case PAR_RMSNORM_FWD:
+        ops_rmsnorm_forward(j->o1 + b, j->o2 + r0, j->i1 + b, j->i2, (int)(r1 - r0), j->cols,
+                            j->eps);
+        break;
+    }
+}
+
+/* x (rows,C) = dropout(x) + res; res may be NULL, p may be 0 */
+static void par_dropout_add(struct pool *pool, float *x, const float *res, int rows, int C,
+                            uint64_t seed, uint32_t site, float p)
+{
+    if (p <= 0.0f && !res)
+        return;
+    struct par_job j = {.kind = PAR_DROPOUT_ADD, .o1 = x, .i1 = res, .cols = C, .p = p,
+                        .seed = seed, .site = site};
+    pool_for(pool, (size_t)rows, PAR_ROWS, par_body, &j);
+}
+
+static void par_swiglu_forward(struct pool *pool, float *out, const float *g, const float *u,
+                               int rows, int F)
+{
+    struct par_job j = {.kind = PAR_SWIGLU_FWD, .o1 = out, .i1 = g, .i2 = u, .cols = F};
+    pool_for(pool, (size_t)rows, PAR_ROWS, par_body, &j);
+}
+
+static void par_swiglu_backward(struct pool *pool, float *dg, float *du, const float *dout,
+                                const float *g, const float *u, int rows, int F)
+{
+    struct par_job j = {.kind = PAR_SWIGLU_BWD, .o1 = dg, .o2 = du, .i1 = dout, .i2 = g,
+                        .i3 = u, .cols = F};
+    pool_for(pool, (size_t)rows, PAR_ROWS, par_body, &j);
+}
+
+static void par_rmsnorm_forward(struct pool *pool, float *out, float *rstd, const float *x,
+                                const float *w, int rows, int C, float eps)
+{
+    struct par_job j = {.kind = PAR_RMSNORM_FWD, .o1 = out, .o2 = rstd, .i1 = x, .i2 = w,
+                        .cols = C, .eps = eps};
+    pool_for(pool, (size_t)rows, PAR_ROWS, par_body, &j);
 }
 
 /* ---- parameters ---- */
@@ -358,13 +433,20 @@ static int acts_reserve(struct encoder *e, int B, int T)
     A_(a->dg, btf);
     A_(a->du, btf);
     A_(a->ds, btf);
-    A_(a->att_scratch, bt);
+    A_(a->att_scratch, (size_t)ATT_MAX_THREADS * nt * nt);
 #undef A_
     if (ok)
         return 0;
 fail:
     acts_free(a, L);
     return ERR_NOMEM;
+}
+
+int encoder_reserve(struct encoder *e, int B, int T)
+{
+    if (B < 1 || T < 1 || T > e->cfg.max_len)
+        return ERR_INVALID;
+    return acts_reserve(e, B, T);
 }
 
 /* ---- per-sequence parallel work ---- */
@@ -386,14 +468,14 @@ static void attn_forward_seq(void *ctx, size_t b0, size_t b1, int tid)
         size_t r = b * T;
         ops_rope_forward(la->q + r * C, a->pos + r, T, H, D, c->rope_theta);
         ops_rope_forward(la->k + r * C, a->pos + r, T, H, D, c->rope_theta);
-        ops_attention_forward(la->y + r * C, la->att + b * (size_t)H * T * T, la->q + r * C,
-                              la->k + r * C, la->v + r * C, a->mask + r, T, H, H, D);
+        ops_attention_forward_blas(la->y + r * C, la->att + b * (size_t)H * T * T,
+                                   la->q + r * C, la->k + r * C, la->v + r * C, a->mask + r, T,
+                                   H, H, D);
     }
 }
 
 static void attn_backward_seq(void *ctx, size_t b0, size_t b1, int tid)
 {
-    (void)tid;
     const struct seq_job *j = ctx;
     const struct encoder_config *c = &j->e->cfg;
     struct encoder_acts *a = j->e->acts;
@@ -401,13 +483,25 @@ static void attn_backward_seq(void *ctx, size_t b0, size_t b1, int tid)
     const int T = j->T, C = c->dim, H = c->n_heads, D = C / H;
     for (size_t b = b0; b < b1; b++) {
         size_t r = b * T;
-        ops_attention_backward(a->dq + r * C, a->dk + r * C, a->dv + r * C,
-                               a->att_scratch + r, a->dy + r * C,
-                               la->att + b * (size_t)H * T * T, la->q + r * C, la->k + r * C,
-                               la->v + r * C, T, H, H, D);
+        ops_attention_backward_blas(a->dq + r * C, a->dk + r * C, a->dv + r * C,
+                                    a->att_scratch + (size_t)tid * T * T, a->dy + r * C,
+                                    la->att + b * (size_t)H * T * T, la->q + r * C,
+                                    la->k + r * C, la->v + r * C, T, H, H, D);
         ops_rope_backward(a->dq + r * C, a->pos + r, T, H, D, c->rope_theta);
         ops_rope_backward(a->dk + r * C, a->pos + r, T, H, D, c->rope_theta);
     }
+}
+
+/* Runs a per-sequence job over the pool with OpenBLAS at one thread (each sequence's small
+ * GEMMs run inside one pool thread; the pool is the parallelism), then restores OpenBLAS. */
+static void seq_parallel(struct pool *pool, size_t B, pool_fn fn, void *ctx)
+{
+    int nb = openblas_get_num_threads();
+    if (nb != 1)
+        openblas_set_num_threads(1);
+    pool_for(pool, B, 1, fn, ctx);
+    if (nb != 1)
+        openblas_set_num_threads(nb);
 }
 
 /* Softmax cross-entropy rows of one logits chunk: loss per row, logits -> (p - onehot)/M. */
@@ -423,28 +517,8 @@ static void ce_rows(void *ctx, size_t r0, size_t r1, int tid)
 {
     (void)tid;
     const struct ce_job *j = ctx;
-    for (size_t r = r0; r < r1; r++) {
-        float *x = j->logits + r * (size_t)j->K;
-        if (j->bias)
-            for (int i = 0; i < j->K; i++)
-                x[i] += j->bias[i];
-        float mx = x[0];
-        for (int i = 1; i < j->K; i++)
-            if (x[i] > mx)
-                mx = x[i];
-        double sum = 0.0;
-        for (int i = 0; i < j->K; i++) {
-            x[i] = expf(x[i] - mx);
-            sum += x[i];
-        }
-        int t = j->target_idx[r];
-        float p_t = x[t];
-        j->row_loss[r] = (float)(log(sum) - log((double)p_t > 0 ? (double)p_t : 1e-45));
-        float inv = (float)(1.0 / sum);
-        for (int i = 0; i < j->K; i++)
-            x[i] *= inv * j->inv_m;
-        x[t] -= j->inv_m;
-    }
+    ops_xent_rows(j->logits + r0 * (size_t)j->K, j->row_loss + r0, j->bias, j->target_idx + r0,
+                  (int)(r1 - r0), j->K, j->inv_m);
 }
 
 /* Builds the candidate set and the gathered (optionally normalised) item table. */
@@ -532,6 +606,8 @@ int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targ
         if (ids[i] > (uint32_t)c->n_items || (targets && targets[i] > (uint32_t)c->n_items))
             return err_set(err, ERR_INVALID, "encoder: item id %u above n_items %d",
                            ids[i] > (uint32_t)c->n_items ? ids[i] : targets[i], c->n_items);
+    if (pool && pool_threads(pool) > ATT_MAX_THREADS)
+        return err_set(err, ERR_INVALID, "encoder: at most %d threads", ATT_MAX_THREADS);
     if (acts_reserve(e, B, T))
         return err_set(err, ERR_NOMEM, "encoder: out of memory for a batch of (%d, %d)", B, T);
     struct encoder_acts *a = e->acts;
@@ -557,35 +633,29 @@ int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targ
     /* embeddings */
     for (size_t i = 0; i < bt; i++)
         memcpy(a->x0 + i * C, e->tok_emb + (size_t)ids[i] * C, (size_t)C * sizeof(float));
-    if (p > 0.0f)
-        apply_dropout(a->x0, bt * C, ds, 0, p);
+    par_dropout_add(pool, a->x0, NULL, (int)bt, C, ds, 0, p);
     const float *x = a->x0;
     for (int l = 0; l < L; l++) {
         struct layer_acts *la = &a->la[l];
         const struct encoder_layer *w = &e->layers[l];
-        ops_rmsnorm_forward(la->ln1, la->rstd1, x, w->attn_norm, (int)bt, C, c->norm_eps);
+        par_rmsnorm_forward(pool, la->ln1, la->rstd1, x, w->attn_norm, (int)bt, C, c->norm_eps);
         ops_matmul_forward_blas(la->q, la->ln1, w->wq, w->bq, (int)bt, C, C);
         ops_matmul_forward_blas(la->k, la->ln1, w->wk, w->bk, (int)bt, C, C);
         ops_matmul_forward_blas(la->v, la->ln1, w->wv, w->bv, (int)bt, C, C);
         struct seq_job sj = {e, l, T};
-        pool_for(pool, (size_t)B, 1, attn_forward_seq, &sj);
+        seq_parallel(pool, (size_t)B, attn_forward_seq, &sj);
         ops_matmul_forward_blas(la->xmid, la->y, w->wo, w->bo, (int)bt, C, C);
-        if (p > 0.0f)
-            apply_dropout(la->xmid, bt * C, ds, 1 + 2 * (uint32_t)l, p);
-        for (size_t i = 0; i < bt * C; i++)
-            la->xmid[i] += x[i];
-        ops_rmsnorm_forward(la->ln2, la->rstd2, la->xmid, w->ffn_norm, (int)bt, C, c->norm_eps);
+        par_dropout_add(pool, la->xmid, x, (int)bt, C, ds, 1 + 2 * (uint32_t)l, p);
+        par_rmsnorm_forward(pool, la->ln2, la->rstd2, la->xmid, w->ffn_norm, (int)bt, C,
+                            c->norm_eps);
         ops_matmul_forward_blas(la->g, la->ln2, w->w_gate, NULL, (int)bt, C, F);
         ops_matmul_forward_blas(la->u, la->ln2, w->w_up, NULL, (int)bt, C, F);
-        ops_swiglu_forward(la->s, la->g, la->u, (int)bt, F);
+        par_swiglu_forward(pool, la->s, la->g, la->u, (int)bt, F);
         ops_matmul_forward_blas(la->xout, la->s, w->w_down, NULL, (int)bt, F, C);
-        if (p > 0.0f)
-            apply_dropout(la->xout, bt * C, ds, 2 + 2 * (uint32_t)l, p);
-        for (size_t i = 0; i < bt * C; i++)
-            la->xout[i] += la->xmid[i];
+        par_dropout_add(pool, la->xout, la->xmid, (int)bt, C, ds, 2 + 2 * (uint32_t)l, p);
         x = la->xout;
     }
-    ops_rmsnorm_forward(a->lnf, a->rstdf, x, e->out_norm, (int)bt, C, c->norm_eps);
+    par_rmsnorm_forward(pool, a->lnf, a->rstdf, x, e->out_norm, (int)bt, C, c->norm_eps);
     ops_matmul_forward_blas(a->z, a->lnf, e->proj_w, e->proj_b, (int)bt, C, C);
     ops_l2norm_forward(a->uvec, a->znorm, a->z, (int)bt, C, L2_EPS);
 
@@ -681,14 +751,13 @@ int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
         const float *x_in = l > 0 ? a->la[l - 1].xout : a->x0;
         /* FFN branch: xout = xmid + drop(s . Wd^T) */
         memcpy(a->dtmp, a->dx, btc * sizeof(float));
-        if (p > 0.0f)
-            apply_dropout(a->dtmp, btc, dseed, 2 + 2 * (uint32_t)l, p);
+        par_dropout_add(pool, a->dtmp, NULL, bt, C, dseed, 2 + 2 * (uint32_t)l, p);
         memset(a->ds, 0, btf * sizeof(float));
         ops_matmul_backward(a->ds, grad_of(e, w->w_down), NULL, a->dtmp, la->s, w->w_down, bt, F,
                             C);
         memset(a->dg, 0, btf * sizeof(float));
         memset(a->du, 0, btf * sizeof(float));
-        ops_swiglu_backward(a->dg, a->du, a->ds, la->g, la->u, bt, F);
+        par_swiglu_backward(pool, a->dg, a->du, a->ds, la->g, la->u, bt, F);
         memset(a->dln, 0, btc * sizeof(float));
         ops_matmul_backward(a->dln, grad_of(e, w->w_gate), NULL, a->dg, la->ln2, w->w_gate, bt, C,
                             F);
@@ -697,8 +766,7 @@ int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
                              la->rstd2, bt, C);
         /* attention branch: xmid = x_in + drop(y . Wo^T + bo) */
         memcpy(a->dtmp, a->dx, btc * sizeof(float));
-        if (p > 0.0f)
-            apply_dropout(a->dtmp, btc, dseed, 1 + 2 * (uint32_t)l, p);
+        par_dropout_add(pool, a->dtmp, NULL, bt, C, dseed, 1 + 2 * (uint32_t)l, p);
         memset(a->dy, 0, btc * sizeof(float));
         ops_matmul_backward(a->dy, grad_of(e, w->wo), grad_of(e, w->bo), a->dtmp, la->y, w->wo,
                             bt, C, C);
@@ -706,7 +774,7 @@ int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
         memset(a->dk, 0, btc * sizeof(float));
         memset(a->dv, 0, btc * sizeof(float));
         struct seq_job sj = {e, l, T};
-        pool_for(pool, (size_t)B, 1, attn_backward_seq, &sj);
+        seq_parallel(pool, (size_t)B, attn_backward_seq, &sj);
         memset(a->dln, 0, btc * sizeof(float));
         ops_matmul_backward(a->dln, grad_of(e, w->wq), grad_of(e, w->bq), a->dq, la->ln1, w->wq,
                             bt, C, C);
@@ -718,8 +786,7 @@ int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
                              la->rstd1, bt, C);
     }
     /* embeddings (the padding row stays untouched) */
-    if (p > 0.0f)
-        apply_dropout(a->dx, btc, dseed, 0, p);
+    par_dropout_add(pool, a->dx, NULL, bt, C, dseed, 0, p);
     for (int i = 0; i < bt; i++) {
         if (!a->ids[i])
             continue;
@@ -833,6 +900,17 @@ int encoder_save(const struct encoder *e, const struct encoder_train_state *ts, 
         rc = gguf_writer_add_tensor(w, t->name, GGML_TYPE_F32, t->rows > 1 ? 2 : 1, ne,
                                     e->params + t->offset, true, err);
     }
+    float *items = NULL;
+    if (!ts && !rc) { /* the export carries the scoring table the vector indexes store */
+        items = malloc(sizeof(float) * ((size_t)c->n_items + 1) * c->dim);
+        if (!items) {
+            gguf_writer_free(w);
+            return err_set(err, ERR_NOMEM, "encoder: out of memory writing %s", path);
+        }
+        encoder_item_table(e, items);
+        uint64_t ne[2] = {(uint64_t)c->dim, (uint64_t)c->n_items + 1};
+        rc = gguf_writer_add_tensor(w, "item_vectors", GGML_TYPE_F32, 2, ne, items, true, err);
+    }
     if (ts && !rc) {
         uint64_t ne[1] = {e->n_params};
         rc = gguf_writer_add_tensor(w, "adam.m", GGML_TYPE_F32, 1, ne, e->adam_m, true, err);
@@ -842,6 +920,7 @@ int encoder_save(const struct encoder *e, const struct encoder_train_state *ts, 
     if (!rc)
         rc = gguf_writer_write(w, path, err);
     gguf_writer_free(w);
+    free(items);
     if (rc)
         err_prefix(err, "saving encoder %s", path);
     return rc;

@@ -108,6 +108,9 @@ const struct encoder_tensor *encoder_find_tensor(const struct encoder *e, const 
 int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targets, int B,
                     int T, const float *item_logq, float *loss, struct pool *pool,
                     struct err *err);
+/** Allocates activations for batches up to (B, T) now (forward grows them on demand).
+ *  Returns 0, ERR_INVALID for a bad shape or ERR_NOMEM. */
+int encoder_reserve(struct encoder *e, int B, int T);
 /** The user vectors (B, C) at the last position of the last forward (L2-normalised). */
 void encoder_last_vectors(const struct encoder *e, float *out);
 /** Zeroes the gradients. */
@@ -144,7 +147,9 @@ struct encoder_train_state {
 };
 /** Writes the encoder as GGUF (general.architecture = nanorec.encoder, hyper-parameters as
  *  nanorec.encoder.* keys, weights as f32 tensors named as in e->tensors); with the Adam
- *  moments (adam.m, adam.v) and train.* keys when `ts` is given (a checkpoint). Atomic. */
+ *  moments (adam.m, adam.v) and train.* keys when `ts` is given (a checkpoint); without `ts`
+ *  (an export) with `item_vectors` (n_items+1, C): the scoring table of encoder_item_table,
+ *  which vector indexes store and search with the user vectors (inner product). Atomic. */
 int encoder_save(const struct encoder *e, const struct encoder_train_state *ts, const char *path,
                  struct err *err);
 /** Loads a file written by encoder_save (Adam moments and *ts too when ts is not NULL and the

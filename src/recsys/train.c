@@ -16,6 +16,7 @@
 
 #define CKPT_FILE "checkpoint.gguf"
 #define MODEL_FILE "encoder.gguf"
+#define BUCKET_BATCHES 16 /* batches per length-sorting window */
 
 void train_config_default(struct train_config *c)
 {
@@ -36,6 +37,7 @@ void train_config_default(struct train_config *c)
     c->threads = 1;
     c->eval_every = 1;
     c->progress = true;
+    c->bucket = true;
 }
 
 static double now_s(void)
@@ -78,6 +80,20 @@ static void fill_row(uint32_t *row, int T, const uint32_t *hist, uint64_t n)
     memcpy(row + (T - (int)take), hist + (n - take), (size_t)take * sizeof(uint32_t));
 }
 
+/* Input positions of user u's training sample: min(train items - 1, T). */
+static int train_len(const struct rec_dataset *d, uint32_t u, int T)
+{
+    uint64_t n;
+    rec_split_train(d, u, &n);
+    return n < 2 ? 0 : (n - 1 < (uint64_t)T ? (int)(n - 1) : T);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* Training sample of user u: inputs and next-item targets over the last T+1 train items. */
 static void fill_sample(const struct rec_dataset *d, uint32_t u, int T, uint32_t *ids,
                         uint32_t *tgt)
@@ -100,7 +116,7 @@ int train_evaluate(struct encoder *e, const struct rec_dataset *d, enum rec_spli
                    struct err *err)
 {
     const int T = e->cfg.max_len, C = e->cfg.dim, N = e->cfg.n_items;
-    const int EB = 256;
+    const int EB = 128; /* users per forward: the training batch's activation size */
     int rc = 0;
     uint32_t *users = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
     uint32_t *ids = malloc(sizeof(uint32_t) * (size_t)EB * T);
@@ -212,7 +228,8 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     memset(&r, 0, sizeof(r));
     struct encoder *e = NULL;
     struct pool *pool = NULL;
-    uint32_t *users = NULL, *ids = NULL, *tgt = NULL;
+    uint32_t *users = NULL, *users_base = NULL, *ids = NULL, *tgt = NULL;
+    uint64_t *keys = NULL, *order = NULL;
     float *logq = NULL;
     FILE *loss_f = NULL, *val_f = NULL;
     int rc = 0;
@@ -242,12 +259,15 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
         if (!e)
             return err_prefix(err, "resuming from %s", ckpt);
         if (e->cfg.n_items != ec.n_items || e->cfg.dim != ec.dim ||
-            e->cfg.n_layers != ec.n_layers || e->cfg.max_len != ec.max_len) {
+            e->cfg.n_layers != ec.n_layers || e->cfg.max_len != ec.max_len ||
+            e->cfg.n_heads != ec.n_heads || e->cfg.ffn != ec.ffn) {
+            err_set(err, ERR_INVALID,
+                    "train: checkpoint %s has another shape (items %d dim %d layers %d heads "
+                    "%d ffn %d max_len %d) than asked for; use another --out or drop --resume",
+                    ckpt, e->cfg.n_items, e->cfg.dim, e->cfg.n_layers, e->cfg.n_heads,
+                    e->cfg.ffn, e->cfg.max_len);
             encoder_free(e);
-            return err_set(err, ERR_INVALID,
-                           "train: checkpoint %s has another shape (items %d dim %d layers %d "
-                           "max_len %d) than asked for; use another --out or drop --resume",
-                           ckpt, e->cfg.n_items, e->cfg.dim, e->cfg.n_layers, e->cfg.max_len);
+            return ERR_INVALID;
         }
         resumed = true;
         log_info("train", "resumed from %s at epoch %u, step %llu", ckpt, ts.epoch,
@@ -262,10 +282,12 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     openblas_set_num_threads(cfg->threads);
     /* train users: at least one (input, target) pair */
     users = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
+    users_base = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
     ids = malloc(sizeof(uint32_t) * (size_t)B * T);
     tgt = malloc(sizeof(uint32_t) * (size_t)B * T);
     logq = malloc(sizeof(float) * ((size_t)d->n_items + 1));
-    if (!users || !ids || !tgt || !logq || (cfg->threads > 1 && !pool)) {
+    keys = malloc(sizeof(uint64_t) * (size_t)B * BUCKET_BATCHES);
+    if (!users || !users_base || !ids || !tgt || !logq || !keys || (cfg->threads > 1 && !pool)) {
         rc = err_set(err, ERR_NOMEM, "train: out of memory");
         goto out;
     }
@@ -281,7 +303,7 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
             uint64_t n;
             const uint32_t *tr = rec_split_train(d, u, &n);
             if (n >= 2)
-                users[n_train++] = u;
+                users_base[n_train++] = u;
             for (uint64_t i = 1; i < n; i++) {
                 cnt[tr[i]] += 1.0;
                 total += 1.0;
@@ -298,6 +320,11 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     }
     const uint64_t steps_per_epoch = (n_train + (uint32_t)B - 1) / (uint32_t)B;
     const uint64_t total_steps = steps_per_epoch * (uint64_t)cfg->epochs;
+    order = malloc(sizeof(uint64_t) * steps_per_epoch);
+    if (!order) {
+        rc = err_set(err, ERR_NOMEM, "train: out of memory");
+        goto out;
+    }
     if (cfg->out_dir) {
         loss_f = open_tsv(cfg->out_dir, "loss.tsv", "step\tepoch\tloss\tlr\tgrad_norm", resumed);
         val_f = open_tsv(cfg->out_dir, "valid.tsv", "epoch\tstep\tHR@10\tNDCG@10\tseconds",
@@ -314,6 +341,11 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
              encoder_loss_name(e->cfg.loss), ec.dim, ec.n_layers, ec.n_heads, ec.ffn,
              ec.max_len, B, cfg->threads);
 
+    /* activations for the largest batch once, not regrown as bucket lengths vary */
+    if (encoder_reserve(e, B > 128 ? B : 128, T)) {
+        rc = err_set(err, ERR_NOMEM, "train: out of memory for activations of (%d, %d)", B, T);
+        goto out;
+    }
     struct adamw_config opt = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps,
                                cfg->weight_decay};
     struct progress pb;
@@ -324,29 +356,61 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     int epoch = (int)ts.epoch;
     r.val_hr10 = r.val_ndcg10 = 0.0;
     while (epoch < cfg->epochs) {
-        /* shuffle (Fisher-Yates) from the sampler's RNG */
+        /* shuffle (Fisher-Yates) from the sampler's RNG, starting each epoch from user order so
+         * that an epoch depends only on the RNG state a checkpoint carries */
+        for (uint32_t i = 0; i < n_train; i++)
+            users[i] = users_base[i];
         for (uint32_t i = n_train - 1; i > 0; i--) {
             uint32_t j = (uint32_t)(rng_next(&ts.rng) % (i + 1));
             uint32_t t = users[i];
             users[i] = users[j];
             users[j] = t;
         }
+        /* length buckets: within windows of BUCKET_BATCHES batches, users sorted by length
+         * (longest first, ties by id), then the batches visited in a random order, so a batch
+         * pads to its own longest user instead of max_len */
+        if (cfg->bucket) {
+            uint32_t W = (uint32_t)B * BUCKET_BATCHES;
+            for (uint32_t w0 = 0; w0 < n_train; w0 += W) {
+                uint32_t wn = n_train - w0 < W ? n_train - w0 : W;
+                for (uint32_t i = 0; i < wn; i++) {
+                    uint32_t u = users[w0 + i];
+                    keys[i] = ((uint64_t)(0xFFFFFFFFu - train_len(d, u, T)) << 32) | u;
+                }
+                qsort(keys, wn, sizeof(uint64_t), cmp_u64);
+                for (uint32_t i = 0; i < wn; i++)
+                    users[w0 + i] = (uint32_t)keys[i];
+            }
+        }
+        for (uint64_t i = 0; i < steps_per_epoch; i++)
+            order[i] = i;
+        if (cfg->bucket)
+            for (uint64_t i = steps_per_epoch - 1; i > 0; i--) {
+                uint64_t j = rng_next(&ts.rng) % (i + 1), t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
         double loss_sum = 0.0;
         for (uint64_t s = 0; s < steps_per_epoch; s++) {
-            uint32_t b0 = (uint32_t)(s * (uint64_t)B);
+            uint32_t b0 = (uint32_t)(order[s] * (uint64_t)B);
             int nb = (int)(n_train - b0 < (uint32_t)B ? n_train - b0 : (uint32_t)B);
-            int n_loss = 0;
+            int n_loss = 0, Tb = 1;
             for (int b = 0; b < nb; b++) {
-                fill_sample(d, users[b0 + b], T, ids + (size_t)b * T, tgt + (size_t)b * T);
-                for (int t = 0; t < T; t++)
-                    n_loss += tgt[(size_t)b * T + t] != 0;
+                int len = train_len(d, users[b0 + b], T);
+                if (len > Tb)
+                    Tb = len;
+            }
+            for (int b = 0; b < nb; b++) {
+                fill_sample(d, users[b0 + b], Tb, ids + (size_t)b * Tb, tgt + (size_t)b * Tb);
+                for (int t = 0; t < Tb; t++)
+                    n_loss += tgt[(size_t)b * Tb + t] != 0;
             }
             ts.step++;
             e->training = true;
             e->dropout_seed = cfg->seed * 0x9E3779B97F4A7C15ull + ts.step;
             float loss = 0.0f;
             encoder_zero_grad(e);
-            rc = encoder_forward(e, ids, tgt, nb, T, logq, &loss, pool, err);
+            rc = encoder_forward(e, ids, tgt, nb, Tb, logq, &loss, pool, err);
             if (!rc)
                 rc = encoder_backward(e, pool, err);
             if (rc)
@@ -362,7 +426,7 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
             opt.lr = lr_at(cfg, ts.step, total_steps);
             encoder_adamw_step(e, &opt, ts.step);
             loss_sum += loss;
-            gflop += encoder_train_flops(&e->cfg, nb, T, n_loss,
+            gflop += encoder_train_flops(&e->cfg, nb, Tb, n_loss,
                                          e->cfg.loss == ENCODER_LOSS_SOFTMAX
                                              ? e->cfg.n_items
                                              : (n_loss < e->cfg.n_items ? n_loss
@@ -418,8 +482,13 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
         progress_end(&pb);
     r.steps = ts.step;
     r.epochs_done = epoch;
-    rc = train_evaluate(e, d, REC_SPLIT_TEST, 10, cfg->eval_max_users, pool, &r.test_hr10,
-                        &r.test_ndcg10, err);
+    /* the final numbers always use every user */
+    if (cfg->eval_max_users) {
+        rc = train_evaluate(e, d, REC_SPLIT_VALID, 10, 0, pool, &r.val_hr10, &r.val_ndcg10, err);
+        if (rc)
+            goto out;
+    }
+    rc = train_evaluate(e, d, REC_SPLIT_TEST, 10, 0, pool, &r.test_hr10, &r.test_ndcg10, err);
     if (rc)
         goto out;
     if (cfg->out_dir) {
@@ -439,6 +508,9 @@ out:
     if (val_f)
         fclose(val_f);
     free(users);
+    free(users_base);
+    free(keys);
+    free(order);
     free(ids);
     free(tgt);
     free(logq);

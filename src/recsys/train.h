@@ -5,8 +5,9 @@
  *  GGUF file (general.architecture = nanorec.encoder).
  *
  *  Samples: for each user, the last max_len + 1 items of the train part give inputs (all but
- *  the last) and next-item targets (all but the first), left-padded to max_len. Results are
- *  bit-identical for a fixed seed and thread count. */
+ *  the last) and next-item targets (all but the first), left-padded to the longest sample of
+ *  the batch (batches are drawn from length-sorted windows of shuffled users, so padding
+ *  stays small). Results are bit-identical for a fixed seed and thread count. */
 #ifndef RECSYS_TRAIN_H
 #define RECSYS_TRAIN_H
 
@@ -35,8 +36,10 @@ struct train_config {
                                   interrupted; the schedule still spans `epochs` */
     double time_budget_s;      /* >0: stop after the epoch that passes this wall time */
     int eval_every;            /* validate every N epochs (0 = only at the end) */
-    uint32_t eval_max_users;   /* validate on at most this many users (0 = all) */
+    uint32_t eval_max_users;   /* per-epoch validation on at most this many users (0 = all);
+                                  the final validation and test always use all */
     bool progress;             /* draw a progress bar on stderr */
+    bool bucket;               /* length-bucketed batches (each padded to its longest user) */
     /* optional per-step observer (tests, logs) */
     void (*on_step)(void *ctx, uint64_t step, float loss);
     void *on_step_ctx;
@@ -44,7 +47,8 @@ struct train_config {
 
 /** Defaults: the encoder defaults, 200 epochs, batch 128, lr 1e-3, min ratio 0.1, cosine,
  *  warm-up 100 steps, weight decay 0.01 (not on norms, biases), betas 0.9/0.98, eps 1e-8,
- *  clip 1.0, seed 42, 1 thread, evaluate every epoch on all users, progress on. */
+ *  clip 1.0, seed 42, 1 thread, evaluate every epoch on all users, progress on, length
+ *  buckets on. */
 void train_config_default(struct train_config *c);
 
 struct train_result {

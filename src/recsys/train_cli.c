@@ -96,6 +96,8 @@ int train_cli_encoder(int argc, char **argv)
             tc.enc.logq = false;
         else if (!strcmp(argv[i], "--raw-items"))
             tc.enc.norm_items = false;
+        else if (!strcmp(argv[i], "--no-bucket"))
+            tc.bucket = false;
         else if (!strcmp(argv[i], "--constant-lr"))
             tc.cosine = false;
         else if (!strcmp(argv[i], "--quiet"))
@@ -230,10 +232,11 @@ static int enc_open(const char *path, const struct rec_dataset *d, int n_threads
     }
     const struct encoder_config *c = &s->models[0]->cfg;
     if ((uint32_t)c->n_items != d->n_items) {
+        int n_items = c->n_items;
         enc_close(sc);
         return err_set(err, ERR_INVALID,
                        "encoder %s was trained on %d items but the dataset has %u", path,
-                       c->n_items, d->n_items);
+                       n_items, d->n_items);
     }
     s->table = malloc(sizeof(float) * ((size_t)c->n_items + 1) * c->dim);
     s->ids = malloc(sizeof(uint32_t) * (size_t)n_threads * SCORER_BATCH * c->max_len);

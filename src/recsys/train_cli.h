@@ -19,6 +19,7 @@
     "            --constant-lr  --weight-decay X (0.01)  --clip X (1.0)  --seed N (42)\n"      \
     "            --threads N (1)  --resume  --time-budget S (stop after the epoch that\n"       \
     "            passes S seconds)  --eval-every N (1)  --eval-users N (all)  --quiet\n"        \
+    "            --no-bucket (pad every batch to max-len, not to its longest user)\n"          \
     "  Set OPENBLAS_CORETYPE=SkylakeX on AVX-512 machines OpenBLAS does not recognise.\n"       \
     "  Exit status: 0 done, 1 failed, 2 bad arguments.\n"
 
