@@ -627,6 +627,143 @@ static char *slurp(const char *rel, size_t *len)
     return b;
 }
 
+/* The parsed topics of one recorded payload (source_parse at a generous limit). */
+static void parse_file(const char *rel, enum source_id id, struct topic_list *out)
+{
+    size_t len;
+    char *b = slurp(rel, &len);
+    struct source_params p = {.limit = 50};
+    struct err e = {0};
+    assert_int_equal(source_parse(id, b, len, "application/json", &p, out, &e), 0);
+    free(b);
+}
+
+/* A crafted mostPopular page: one video titled `title`, then `next` as nextPageToken (none
+ * when NULL). */
+static void yt_route(const char *query, const char *title, const char *next)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"items\":[{\"id\":\"vid_%s\",\"snippet\":{\"title\":\"%s\"}}]%s%s%s}", title, title,
+             next ? ",\"nextPageToken\":\"" : "", next ? next : "", next ? "\"" : "");
+    struct fixture_route r = {.path = "/youtube/v3/videos", .query = query,
+                              .body = body, .body_len = strlen(body),
+                              .content_type = "application/json"};
+    assert_int_equal(fixture_server_add(srv, &r), 0);
+}
+
+/* YouTube mostPopular pages: nextPageToken is followed, with the same maxResults, until the
+ * limit is met (the recorded page 1 + page 2), and no further: not without a token, not when
+ * the token repeats, not when it is not a plain token, never past 4 pages; a failing later
+ * page keeps the earlier topics. */
+static void test_youtube_pages(void **state)
+{
+    (void)state;
+    NEED_DATA();
+    setenv("TRENDSTORY_YOUTUBE_API_KEY", "TESTKEY", 1);
+    struct topic_list p1, p2, l;
+    parse_file("youtube_mostpopular_page1.json", SOURCE_YOUTUBE, &p1);
+    parse_file("youtube_mostpopular_page2.json", SOURCE_YOUTUBE, &p2);
+    assert_int_equal(p1.n, 5);
+    assert_int_equal(p2.n, 3);
+    struct source_meta m;
+    struct err e;
+    const char *vids = "/youtube/v3/videos";
+
+    /* limit 5: the manifest's page 1 is enough, one request */
+    struct source_params p = {.geo = "US", .limit = 5};
+    source_meta_init(&m);
+    fixture_server_reset_hits(srv);
+    assert_int_equal(fetch_src("youtube", &p, &m, &l, &e), 0);
+    assert_int_equal(l.n, 5);
+    assert_int_equal(fixture_server_hits(srv, vids), 1);
+    source_topics_clear(&l);
+
+    /* limit 8 and 20: page 1, then page 2 by its token; page 2 has no token, so two requests */
+    const int limits[] = {8, 20};
+    for (size_t k = 0; k < 2; k++) {
+        char q1[96], q2[128];
+        snprintf(q1, sizeof q1, "regionCode=US&maxResults=%d", limits[k]);
+        snprintf(q2, sizeof q2, "regionCode=US&maxResults=%d&pageToken=CAUQAA", limits[k]);
+        struct fixture_route r1 = {.path = vids, .query = q1,
+                                   .file = "youtube_mostpopular_page1.json"};
+        struct fixture_route r2 = {.path = vids, .query = q2,
+                                   .file = "youtube_mostpopular_page2.json"};
+        assert_int_equal(fixture_server_add(srv, &r1), 0);
+        assert_int_equal(fixture_server_add(srv, &r2), 0);
+        p.limit = limits[k];
+        fixture_server_reset_hits(srv);
+        assert_int_equal(fetch_src("youtube", &p, &m, &l, &e), 0);
+        check_list(&l, "youtube");
+        assert_int_equal(l.n, 8);
+        for (size_t i = 0; i < 5; i++) assert_string_equal(l.v[i].title, p1.v[i].title);
+        for (size_t i = 0; i < 3; i++) assert_string_equal(l.v[5 + i].title, p2.v[i].title);
+        assert_int_equal(fixture_server_hits(srv, vids), 2);
+        source_topics_clear(&l);
+    }
+
+    /* a chain of tokens: never more than 4 pages */
+    yt_route("regionCode=CA", "Chain 0", "P1");
+    yt_route("regionCode=CA&pageToken=P1", "Chain 1", "P2");
+    yt_route("regionCode=CA&pageToken=P2", "Chain 2", "P3");
+    yt_route("regionCode=CA&pageToken=P3", "Chain 3", "P4");
+    yt_route("regionCode=CA&pageToken=P4", "Chain 4", "P5");
+    snprintf(p.geo, sizeof p.geo, "CA");
+    p.limit = 20;
+    fixture_server_reset_hits(srv);
+    assert_int_equal(fetch_src("youtube", &p, &m, &l, &e), 0);
+    assert_int_equal(l.n, 4);
+    assert_string_equal(l.v[3].title, "Chain 3");
+    assert_int_equal(fixture_server_hits(srv, vids), 4);
+    source_topics_clear(&l);
+
+    /* a token that repeats: two pages, then stop */
+    yt_route("regionCode=DE", "Repeat 0", "R");
+    yt_route("regionCode=DE&pageToken=R", "Repeat 1", "R");
+    snprintf(p.geo, sizeof p.geo, "DE");
+    fixture_server_reset_hits(srv);
+    assert_int_equal(fetch_src("youtube", &p, &m, &l, &e), 0);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(fixture_server_hits(srv, vids), 2);
+    source_topics_clear(&l);
+
+    /* a token that is not a plain token is not followed (nor put in a URL) */
+    yt_route("regionCode=FR", "Odd token", "a&key=STOLEN");
+    snprintf(p.geo, sizeof p.geo, "FR");
+    fixture_server_reset_hits(srv);
+    assert_int_equal(fetch_src("youtube", &p, &m, &l, &e), 0);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(fixture_server_hits(srv, vids), 1);
+    source_topics_clear(&l);
+
+    /* page 2 over quota: page 1's topics are kept */
+    struct fixture_route jp1 = {.path = vids, .query = "regionCode=JP",
+                                .file = "youtube_mostpopular_page1.json"};
+    struct fixture_route jp2 = {.path = vids, .query = "regionCode=JP&pageToken=CAUQAA",
+                                .status = 403, .file = "hazards/youtube_error_quota_exceeded_403.json"};
+    assert_int_equal(fixture_server_add(srv, &jp1), 0);
+    assert_int_equal(fixture_server_add(srv, &jp2), 0);
+    snprintf(p.geo, sizeof p.geo, "JP");
+    fixture_server_reset_hits(srv);
+    assert_int_equal(fetch_src("youtube", &p, &m, &l, &e), 0);
+    assert_int_equal(l.n, 5);
+    assert_string_equal(l.v[0].title, p1.v[0].title);
+    assert_int_equal(fixture_server_hits(srv, vids), 2);
+    source_topics_clear(&l);
+    /* but a failing first page is still an error */
+    struct fixture_route it = {.path = vids, .query = "regionCode=IT", .status = 403,
+                               .file = "hazards/youtube_error_quota_exceeded_403.json"};
+    assert_int_equal(fixture_server_add(srv, &it), 0);
+    snprintf(p.geo, sizeof p.geo, "IT");
+    assert_true(fetch_src("youtube", &p, &m, &l, &e) < 0);
+    assert_non_null(strstr(e.msg, "quotaExceeded"));
+    assert_int_equal(l.n, 0);
+
+    source_topics_clear(&p1);
+    source_topics_clear(&p2);
+    unsetenv("TRENDSTORY_YOUTUBE_API_KEY");
+}
+
 static void test_json_hazards(void **state)
 {
     (void)state;
@@ -797,6 +934,7 @@ int main(void)
         cmocka_unit_test(test_hackernews_firebase),
         cmocka_unit_test(test_wikipedia),
         cmocka_unit_test(test_youtube),
+        cmocka_unit_test(test_youtube_pages),
         cmocka_unit_test(test_newsapi),
         cmocka_unit_test(test_generic_feeds),
         cmocka_unit_test(test_redirects_and_statuses),

@@ -3,7 +3,8 @@
  * (SSE) and not; a warm cache means no network on the request path (even past the TTL); a
  * client that disconnects frees its slot (streamed and buffered); a full queue answers 503
  * with Retry-After; errors name the field (400) or the failing source (502, 504);
- * /v1/trends and /metrics. */
+ * /v1/trends and /metrics; a client of the reference service (POST /generate, "source":
+ * "all", its "topics") works unchanged. */
 #include "testutil.h"
 
 #include <signal.h>
@@ -430,6 +431,7 @@ static void expect_error(const char *method, const char *path, const char *body,
     snprintf(sc, sizeof sc, "\"status_code\":%d", status);
     if (status != 503) assert_non_null(strstr(r.body, sc));
     assert_non_null(strstr(r.body, "\"error_message\":\"") ? r.body : NULL);
+    if (status != 503) assert_non_null(strstr(r.body, "\"detail\":\"")); /* FastAPI's field */
     hc_resp_free(&r);
 }
 
@@ -454,6 +456,127 @@ static void test_errors(void **state)
     snprintf(body, sizeof body, "{\"source\":\"rss\",\"url\":\"%s/feeds/very-slow\"}",
              fixture_server_url(g_fx));
     expect_error("POST", "/v1/stories", body, 504, "source");
+}
+
+/* Titles of GET /v1/trends?QUERY, in order (at most max); returns how many. */
+static int trend_titles(const char *query, char titles[][256], int max)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/trends?%s", query);
+    struct hc_resp r;
+    for (int tries = 0;; tries++) { /* a cold fetch on a busy machine may outlast the wait */
+        assert_int_equal(hc_fetch(HOST, g_child.port, "GET", path, NULL, &r), 0);
+        if (r.status != 504 || tries == 10) break;
+        hc_resp_free(&r);
+        sleep_ms(500);
+    }
+    if (r.status != 200) print_message("GET %s -> %d %s\n", path, r.status, r.body);
+    assert_int_equal(r.status, 200);
+    struct jv *v = jv_parse(r.body, r.body_len, NULL, NULL);
+    assert_non_null(v);
+    const struct jv *t = jv_get(v, "topics");
+    int n = 0;
+    for (size_t i = 0; i < jv_len(t) && n < max; i++)
+        snprintf(titles[n++], 256, "%s", jv_str(jv_get(jv_at(t, i), "title"), NULL));
+    jv_free(v);
+    hc_resp_free(&r);
+    return n;
+}
+
+/* A client of the reference TrendStory service works unchanged (docs/story.md, "Clients of
+ * the reference"): its load test's exact request, POST /generate {"theme":"comedy",
+ * "source":"all"}, gets a story whose topics alternate between Google Trends and YouTube;
+ * "all" survives one source failing and fails (502) only when both do; the reference's own
+ * "topics" list is used as given (cleaned, nothing fetched) and validated; every error
+ * carries the reference's status_code, error_message and detail. */
+static void test_reference_client(void **state)
+{
+    (void)state;
+    NEED_SERVICE();
+    /* US stand-ins: the manifest has Google's GB feed and YouTube pages for maxResults=5 */
+    struct fixture_route routes[] = {
+        {.path = "/trending/rss", .query = "geo=US", .file = "google_trends_trending_rss_GB.xml",
+         .content_type = "application/rss+xml"},
+        {.path = "/youtube/v3/videos", .query = "regionCode=US&maxResults=20",
+         .file = "youtube_mostpopular_page1.json", .content_type = "application/json"},
+        {.path = "/youtube/v3/videos", .query = "regionCode=US&maxResults=20&pageToken=CAUQAA",
+         .file = "youtube_mostpopular_page2.json", .content_type = "application/json"},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        assert_int_equal(fixture_server_add(g_fx, &routes[i]), 0);
+
+    /* both lists as the service has them (this also warms the cache, so that the answer
+     * below does not depend on how fast a cold fetch is on a busy machine) */
+    char g[20][256], y[20][256];
+    int ng = trend_titles("source=google&geo=US", g, 20);
+    int ny = trend_titles("source=youtube", y, 20);
+    assert_true(ng >= 3);
+    assert_int_equal(ny, 8); /* both YouTube pages: 5 + 3 */
+    struct hc_resp r;
+    assert_int_equal(hc_fetch(HOST, g_child.port, "POST", "/generate",
+                              "{\"theme\": \"comedy\", \"source\": \"all\"}", &r), 0);
+    if (r.status != 200) print_message("POST /generate -> %d %s\n", r.status, r.body);
+    assert_int_equal(r.status, 200);
+    struct jv *v = jv_parse(r.body, r.body_len, NULL, NULL);
+    assert_non_null(v);
+    assert_true(strlen(str_at(v, "story")) > 10);
+    const struct jv *md = jv_get(v, "metadata");
+    assert_string_equal(str_at(md, "source"), "all");
+    assert_string_equal(str_at(md, "theme"), "comedy");
+    assert_string_equal(str_at(md, "model_name"), "stories260K.gguf");
+    assert_true(num_at(md, "generation_time") > 0);
+    assert_int_equal((int)num_at(v, "status_code"), 200);
+    /* default limit 5: Google, YouTube, Google, YouTube, Google */
+    const struct jv *tu = jv_get(v, "topics_used");
+    assert_int_equal(jv_len(tu), 5);
+    assert_string_equal(jv_str(jv_at(tu, 0), NULL), g[0]);
+    assert_string_equal(jv_str(jv_at(tu, 1), NULL), y[0]);
+    assert_string_equal(jv_str(jv_at(tu, 2), NULL), g[1]);
+    assert_string_equal(jv_str(jv_at(tu, 3), NULL), y[1]);
+    assert_string_equal(jv_str(jv_at(tu, 4), NULL), g[2]);
+    jv_free(v);
+    hc_resp_free(&r);
+
+    /* "all" where YouTube has no answer (no GB route): Google's topics alone */
+    int status;
+    assert_int_equal(hc_fetch(HOST, g_child.port, "POST", "/generate",
+                              "{\"theme\":\"tragedy\",\"source\":\"all\",\"geo\":\"GB\","
+                              "\"limit\":3,\"max_tokens\":8}", &r), 0);
+    assert_int_equal(r.status, 200);
+    v = jv_parse(r.body, r.body_len, NULL, NULL);
+    assert_non_null(v);
+    ng = trend_titles("source=google&geo=GB", g, 20);
+    tu = jv_get(v, "topics_used");
+    assert_int_equal(jv_len(tu), 3);
+    for (int i = 0; i < 3; i++) assert_string_equal(jv_str(jv_at(tu, (size_t)i), NULL), g[i]);
+    jv_free(v);
+    hc_resp_free(&r);
+    /* both failing (Google answers 404 for ZZ, YouTube has no route): 502 */
+    expect_error("POST", "/generate", "{\"theme\":\"comedy\",\"source\":\"all\",\"geo\":\"ZZ\"}",
+                 502, "source");
+
+    /* the caller's own topics: cleaned, used as given, nothing fetched */
+    long hits = fixture_server_hits(g_fx, NULL);
+    v = post_json("{\"theme\":\"mystery\",\"topics\":[\"A cat &amp; a <b>dog</b>\","
+                  "\"  Rain   at noon \"],\"max_tokens\":8}",
+                  &status, NULL);
+    assert_int_equal(status, 200);
+    tu = jv_get(v, "topics_used");
+    assert_int_equal(jv_len(tu), 2);
+    assert_string_equal(jv_str(jv_at(tu, 0), NULL), "A cat & a dog");
+    assert_string_equal(jv_str(jv_at(tu, 1), NULL), "Rain at noon");
+    assert_string_equal(str_at(jv_get(v, "metadata"), "source"), "request");
+    assert_true(num_at(jv_get(v, "timings"), "trend_ms") == 0);
+    jv_free(v);
+    assert_int_equal(fixture_server_hits(g_fx, NULL), hits);
+    expect_error("POST", "/generate", "{\"topics\":[]}", 400, "topics");
+    expect_error("POST", "/generate", "{\"topics\":\"news\"}", 400, "topics");
+    expect_error("POST", "/generate", "{\"topics\":[\"ok\",7]}", 400, "topics");
+    expect_error("POST", "/generate", "{\"topics\":[\"ok\",\" <i></i> \"]}", 400, "topics");
+    char many[512] = "{\"topics\":[";
+    for (int i = 0; i < 21; i++) strcat(many, i ? ",\"t\"" : "\"t\"");
+    strcat(many, "]}");
+    expect_error("POST", "/generate", many, 400, "topics");
 }
 
 static void test_trends_and_metrics(void **state)
@@ -494,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_disconnect_frees_slot),
         cmocka_unit_test(test_queue_full_503),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_reference_client),
         cmocka_unit_test(test_trends_and_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -76,6 +76,12 @@ int source_topics_copy(struct topic_list *dst, const struct topic_list *src)
 }
 
 /* Collects topics for one source: cleans, validates and deduplicates, up to `limit`. */
+/* YouTube mostPopular: at most 50 videos a page; pages followed by nextPageToken until the
+ * limit is met, at most this many (4 x 50 = the chart's 200). */
+#define YOUTUBE_PAGE_MAX 50
+#define YOUTUBE_MAX_PAGES 4
+#define YOUTUBE_TOKEN_MAX 128
+
 struct builder {
     struct topic_list *l;
     char **keys;
@@ -493,9 +499,14 @@ static int parse_wikipedia(const char *body, size_t len, const struct source_par
     return finish_json(&b, root, SOURCE_WIKIPEDIA, jv_len(arts), err);
 }
 
-static int parse_youtube(const char *body, size_t len, const struct source_params *p,
-                         struct topic_list *out, struct err *err)
+/* Adds one YouTube mostPopular page's videos to b and copies the page's nextPageToken into
+ * next ("" when there is none or it is not a plain token: letters, digits, '-', '_', under
+ * `nn` bytes). *n_items gets the page's item count. ERR_INVALID without an items array. */
+static int youtube_page(struct builder *b, const char *body, size_t len, char *next, size_t nn,
+                        size_t *n_items, struct err *err)
 {
+    next[0] = 0;
+    *n_items = 0;
     struct jv *root = parse_json(SOURCE_YOUTUBE, body, len, err);
     if (!root) return ERR_INVALID;
     const struct jv *items = jv_get(root, "items");
@@ -503,9 +514,8 @@ static int parse_youtube(const char *body, size_t len, const struct source_param
         jv_free(root);
         return err_set(err, ERR_INVALID, "youtube: no 'items' array in the response");
     }
-    struct builder b;
-    builder_init(&b, out, (size_t)p->limit, SOURCE_YOUTUBE);
-    for (size_t i = 0; i < jv_len(items) && !b.oom; i++) {
+    *n_items = jv_len(items);
+    for (size_t i = 0; i < jv_len(items) && !b->oom; i++) {
         const struct jv *v = jv_at(items, i);
         const struct jv *sn = jv_get(v, "snippet");
         size_t tl = 0;
@@ -518,9 +528,29 @@ static int parse_youtube(const char *body, size_t len, const struct source_param
         int64_t views = -1;
         const char *vc = jstr(jv_get(v, "statistics"), "viewCount");
         if (vc[0] && all_chars(vc, "", false, true) && strlen(vc) < 18) views = atoll(vc);
-        builder_add(&b, t, tl, TEXT_ENTITIES, url, views, text_parse_date(jstr(sn, "publishedAt")));
+        builder_add(b, t, tl, TEXT_ENTITIES, url, views, text_parse_date(jstr(sn, "publishedAt")));
     }
-    return finish_json(&b, root, SOURCE_YOUTUBE, jv_len(items), err);
+    const char *tok = jstr(root, "nextPageToken");
+    if (tok[0] && strlen(tok) < nn && all_chars(tok, "-_", true, true))
+        snprintf(next, nn, "%s", tok);
+    jv_free(root);
+    return 0;
+}
+
+static int parse_youtube(const char *body, size_t len, const struct source_params *p,
+                         struct topic_list *out, struct err *err)
+{
+    struct builder b;
+    builder_init(&b, out, (size_t)p->limit, SOURCE_YOUTUBE);
+    char next[YOUTUBE_TOKEN_MAX];
+    size_t n_in = 0;
+    int rc = youtube_page(&b, body, len, next, sizeof next, &n_in, err);
+    if (rc < 0) {
+        builder_done(&b);
+        source_topics_clear(out);
+        return rc;
+    }
+    return finish_json(&b, NULL, SOURCE_YOUTUBE, n_in, err);
 }
 
 static int parse_newsapi(const char *body, size_t len, const struct source_params *p,
@@ -723,6 +753,71 @@ static int fetch_single(struct fetcher *f, enum source_id id, const char *url,
     return rc;
 }
 
+/* Providers sometimes echo the request in their error text: never let the key through. */
+static int scrub_key(int rc, const char *key, struct err *err)
+{
+    if (rc >= 0 || !err || !key || strlen(key) < 4) return rc;
+    char *hit;
+    while ((hit = strstr(err->msg, key)) != NULL) {
+        size_t kl = strlen(key);
+        memmove(hit + 3, hit + kl, strlen(hit + kl) + 1);
+        memcpy(hit, "***", 3);
+    }
+    return rc;
+}
+
+/* YouTube mostPopular, following nextPageToken (same maxResults on every page) until the
+ * limit is met, a page adds nothing, the token is missing or repeats, or YOUTUBE_MAX_PAGES.
+ * A failing later page keeps the earlier pages' topics (the key scrubbed from the log). */
+static int fetch_youtube(struct fetcher *f, const char *base, const char *region_enc,
+                         const char *key, const char *key_enc, const struct source_params *p,
+                         struct source_meta *meta, struct topic_list *out, struct err *err)
+{
+    int per_page = p->limit > YOUTUBE_PAGE_MAX ? YOUTUBE_PAGE_MAX : p->limit;
+    struct builder b;
+    builder_init(&b, out, (size_t)p->limit, SOURCE_YOUTUBE);
+    char token[YOUTUBE_TOKEN_MAX] = "", url[2048];
+    size_t n_in = 0;
+    int rc = 0, pages = 0;
+    while (pages < YOUTUBE_MAX_PAGES) {
+        char tq[YOUTUBE_TOKEN_MAX + 16] = "";
+        if (token[0]) snprintf(tq, sizeof tq, "&pageToken=%s", token);
+        snprintf(url, sizeof url,
+                 "%s/youtube/v3/videos?part=snippet,player&chart=mostPopular&regionCode=%s"
+                 "&maxResults=%d%s&key=%s",
+                 base, region_enc, per_page, tq, key_enc);
+        struct fetch_resp resp;
+        rc = get(f, SOURCE_YOUTUBE, url, meta, false, "application/json", &resp, err);
+        if (rc < 0) break;
+        char next[YOUTUBE_TOKEN_MAX];
+        size_t n_page = 0, before = b.l->n;
+        rc = youtube_page(&b, resp.body, resp.len, next, sizeof next, &n_page, err);
+        fetch_resp_clear(&resp);
+        if (rc < 0) break;
+        pages++;
+        n_in += n_page;
+        if (b.oom || b.l->n >= b.limit || !next[0] || strcmp(next, token) == 0 ||
+            b.l->n == before)
+            break;
+        snprintf(token, sizeof token, "%s", next);
+    }
+    if (rc < 0 && pages > 0 && b.l->n > 0 && !b.oom) {
+        scrub_key(rc, key, err);
+        log_warn("sources", "youtube: page %d failed, keeping the %zu topics of the pages before: %s",
+                 pages + 1, b.l->n, err->msg);
+        meta->http_status = 200;
+        meta->retry_after_s = -1;
+        rc = 0;
+    }
+    if (rc < 0) {
+        builder_done(&b);
+        source_topics_clear(out);
+        return rc;
+    }
+    log_debug("sources", "youtube: %zu topics from %d page(s)", b.l->n, pages);
+    return finish_json(&b, NULL, SOURCE_YOUTUBE, n_in, err);
+}
+
 /* ---- Hacker News Firebase: top ids, then the items in parallel ---- */
 
 struct hn_batch {
@@ -849,19 +944,6 @@ static void day_before(const char *date, char *out, size_t n)
     strftime(out, n, "%Y-%m-%d", &tm);
 }
 
-/* Providers sometimes echo the request in their error text: never let the key through. */
-static int scrub_key(int rc, const char *key, struct err *err)
-{
-    if (rc >= 0 || !err || !key || strlen(key) < 4) return rc;
-    char *hit;
-    while ((hit = strstr(err->msg, key)) != NULL) {
-        size_t kl = strlen(key);
-        memmove(hit + 3, hit + kl, strlen(hit + kl) + 1);
-        memcpy(hit, "***", 3);
-    }
-    return rc;
-}
-
 int source_fetch(struct fetcher *f, enum source_id id, const struct source_params *p_in,
                  struct source_meta *meta, struct topic_list *out, struct err *err)
 {
@@ -923,11 +1005,7 @@ int source_fetch(struct fetcher *f, enum source_id id, const struct source_param
         base_url("TRENDSTORY_YOUTUBE_URL", "https://www.googleapis.com", base, sizeof base);
         qenc(p.geo, a, sizeof a);
         qenc(key, b2, sizeof b2);
-        snprintf(url, sizeof url,
-                 "%s/youtube/v3/videos?part=snippet,player&chart=mostPopular&regionCode=%s"
-                 "&maxResults=%d&key=%s",
-                 base, a, p.limit > 50 ? 50 : p.limit, b2);
-        return scrub_key(fetch_single(f, id, url, &p, meta, false, "application/json", out, err), key, err);
+        return scrub_key(fetch_youtube(f, base, a, key, b2, &p, meta, out, err), key, err);
     }
     case SOURCE_NEWSAPI: {
         const char *key = getenv("TRENDSTORY_NEWSAPI_KEY");

@@ -30,10 +30,11 @@
 #include "story/prompts.h"
 #include "story/scheduler.h"
 #include "story/sources.h"
+#include "story/text.h"
 #include "story/topic_cache.h"
 
 const char *const story_service_sources[] = {"google",  "hackernews", "wikipedia", "rss",
-                                             "youtube", "newsapi",    NULL};
+                                             "youtube", "newsapi",    "all",       NULL};
 const char *const story_service_themes[] = {"comedy",  "tragedy", "sarcasm", "mystery",
                                             "romance", "sci-fi",  "default", NULL};
 #define N_THEMES 7
@@ -82,6 +83,35 @@ static int fail(struct jv_invalid *inv, const char *field, const char *msg)
     return -1;
 }
 
+/* The reference's optional "topics" (a list of strings): absent or null = fetch from the
+ * source; otherwise 1..20 strings, each cleaned like a fetched title (controls, entities and
+ * tags handled, at most STORY_SERVICE_MAX_TOPIC bytes) and non-empty after cleaning. */
+static int parse_topics(const struct jv *root, struct story_service_req *out,
+                        struct jv_invalid *inv)
+{
+    const struct jv *t = jv_get(root, "topics");
+    if (!t || jv_kind(t) == JV_NULL) return 0;
+    if (jv_kind(t) != JV_ARRAY || jv_len(t) < 1 || jv_len(t) > STORY_SERVICE_MAX_LIMIT)
+        return fail(inv, "topics", "topics must be a list of 1 to 20 strings");
+    for (size_t i = 0; i < jv_len(t); i++) {
+        size_t len = 0;
+        const char *v = jv_str(jv_at(t, i), &len);
+        if (!v) return fail(inv, "topics", "topics must be a list of 1 to 20 strings");
+        char *c = text_clean(v, len, TEXT_ENTITIES | TEXT_TAGS, STORY_SERVICE_MAX_TOPIC);
+        if (!c) return fail(inv, "topics", "out of memory reading topics");
+        bool empty = c[0] == 0;
+        snprintf(out->topics[out->n_topics], sizeof out->topics[0], "%s", c);
+        free(c);
+        if (empty) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "topics[%zu] is empty", i);
+            return fail(inv, "topics", msg);
+        }
+        out->n_topics++;
+    }
+    return 0;
+}
+
 int story_service_req_parse(const struct jv *root, struct story_service_req *out,
                             struct jv_invalid *inv)
 {
@@ -126,7 +156,7 @@ int story_service_req_parse(const struct jv *root, struct story_service_req *out
         return fail(inv, "url", "url must start with http:// or https://");
     if (out->source == STORY_SERVICE_SRC_RSS && url_len == 0)
         return fail(inv, "url", "url is required when source is rss");
-    return 0;
+    return parse_topics(root, out, inv);
 }
 
 /* ---- helpers ---- */
@@ -138,7 +168,8 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* An error answer with our fields and the reference's (status_code, error_message). */
+/* An error answer with our fields and the reference's (status_code, error_message from its
+ * gRPC answer, detail from its FastAPI one). */
 static void story_error(struct http_resp *resp, int status, const char *code, const char *field,
                         const char *msg)
 {
@@ -156,6 +187,8 @@ static void story_error(struct http_resp *resp, int status, const char *code, co
     jw_key(&w, "status_code");
     jw_int(&w, status);
     jw_key(&w, "error_message");
+    jw_str(&w, msg);
+    jw_key(&w, "detail"); /* what the reference's FastAPI errors carry */
     jw_str(&w, msg);
     jw_obj_end(&w);
     if (w.overflow) {
@@ -229,6 +262,12 @@ struct story_job {
     char error[ERR_MSG_MAX];
 };
 
+/* The source named in answers: "request" when the caller gave the topics. */
+static const char *job_source(const struct story_job *j)
+{
+    return j->rq.n_topics ? "request" : story_service_sources[j->rq.source];
+}
+
 static void job_free(struct story_job *j)
 {
     if (!j) return;
@@ -259,7 +298,7 @@ static void write_result(struct story_job *j, struct jw *w)
     jw_key(w, "model_name");
     jw_str(w, ss->model_name);
     jw_key(w, "source");
-    jw_str(w, story_service_sources[j->rq.source]);
+    jw_str(w, job_source(j));
     jw_key(w, "theme");
     jw_str(w, story_service_themes[j->rq.theme]);
     jw_key(w, "stale");
@@ -308,7 +347,7 @@ static void write_topics_event(struct story_job *j, struct jw *w)
     for (int i = 0; i < j->n_topics; i++) jw_str(w, j->titles[i]);
     jw_arr_end(w);
     jw_key(w, "source");
-    jw_str(w, story_service_sources[j->rq.source]);
+    jw_str(w, job_source(j));
     jw_key(w, "theme");
     jw_str(w, story_service_themes[j->rq.theme]);
     jw_key(w, "stale");
@@ -414,42 +453,130 @@ static int prompt_tokens(struct story_service *ss, int theme, char *const *title
     return k;
 }
 
+/* Fills j->titles: the caller's own topics (all of them), or at most rq->limit topics from
+ * the topic cache (never the network while a usable entry is cached). "all" reads Google
+ * Trends and, when a YouTube key is set, YouTube, takes their lists in turn and drops
+ * case-insensitive duplicates; it fails only when every one of them fails. Returns 0, or -1
+ * with the answer (400/502/504) in resp. */
+static int job_topics(struct story_job *j, struct http_resp *resp)
+{
+    struct story_service *ss = j->ss;
+    const struct story_service_req *rq = &j->rq;
+    if (rq->n_topics) {
+        for (int i = 0; i < rq->n_topics; i++) {
+            j->titles[i] = strdup(rq->topics[i]);
+            if (!j->titles[i]) break;
+            j->n_topics++;
+        }
+        return 0;
+    }
+    enum source_id ids[2];
+    int n_ids = 0;
+    if (rq->source == STORY_SERVICE_SRC_ALL) {
+        ids[n_ids++] = SOURCE_GOOGLE;
+        const char *key = getenv("TRENDSTORY_YOUTUBE_API_KEY");
+        if (key && *key) ids[n_ids++] = SOURCE_YOUTUBE;
+    } else {
+        ids[n_ids++] = (enum source_id)rq->source;
+    }
+    struct source_params p[2];
+    for (int s = 0; s < n_ids; s++) {
+        struct jv_invalid inv;
+        if (params_for(ids[s], rq->geo, rq->url, &p[s], &inv)) {
+            story_invalid(resp, &inv);
+            return -1;
+        }
+    }
+    struct topic_result tr[2];
+    bool ok[2] = {false, false};
+    int first_rc = 0;
+    struct err first_err = {0};
+    const char *failed = NULL;
+    double t = now_ms();
+    /* with two sources, start both fetches (wait 0) before waiting for either */
+    bool started[2] = {false, false};
+    for (int s = 0; s < n_ids; s++) {
+        memset(&tr[s], 0, sizeof tr[s]);
+        if (n_ids < 2) continue;
+        struct err err = {0};
+        int rc = topic_cache_get(ss->topics, ids[s], &p[s], 0, &tr[s], &err);
+        ok[s] = rc == 0;
+        started[s] = rc == ERR_TIMEOUT;
+        if (rc == 0 || rc == ERR_TIMEOUT || failed) continue;
+        failed = source_name(ids[s]);
+        first_rc = rc;
+        first_err = err;
+    }
+    for (int s = 0; s < n_ids; s++) {
+        if (n_ids > 1 && !started[s]) continue;
+        struct err err = {0};
+        int rc = topic_cache_get(ss->topics, ids[s], &p[s], ss->o.trend_wait_ms, &tr[s], &err);
+        if (rc == 0) {
+            ok[s] = true;
+            continue;
+        }
+        if (!failed) {
+            failed = source_name(ids[s]);
+            first_rc = rc;
+            first_err = err;
+        }
+    }
+    j->trend_ms = now_ms() - t;
+    if (ss->h_trend) metrics_hist_observe(ss->h_trend, j->trend_ms / 1e3);
+    if (!ok[0] && (n_ids < 2 || !ok[1])) {
+        trend_error(ss, resp, failed, first_rc, &first_err);
+        return -1;
+    }
+    if (failed) { /* "all" with one source down: the other's topics are enough */
+        if (ss->c_trend_err) metrics_counter_inc(ss->c_trend_err);
+        log_warn("story", "source all: %s skipped: %s", failed, first_err.msg);
+    }
+    char *keys[STORY_SERVICE_MAX_LIMIT] = {0};
+    size_t next[2] = {0, 0};
+    bool more = true;
+    while (more && j->n_topics < rq->limit) {
+        more = false;
+        for (int s = 0; s < n_ids && j->n_topics < rq->limit; s++) {
+            if (!ok[s] || next[s] >= tr[s].topics.n) continue;
+            more = true;
+            const char *title = tr[s].topics.v[next[s]++].title;
+            char *key = n_ids > 1 ? text_fold_key(title) : NULL;
+            bool dup = false;
+            for (int k = 0; key && k < j->n_topics && !dup; k++)
+                dup = keys[k] && strcmp(keys[k], key) == 0;
+            char *copy = dup ? NULL : strdup(title);
+            if (!copy) {
+                free(key);
+                if (!dup) more = false; /* out of memory: go on with what we have */
+                continue;
+            }
+            keys[j->n_topics] = key;
+            j->titles[j->n_topics++] = copy;
+        }
+    }
+    for (int k = 0; k < j->n_topics; k++) free(keys[k]);
+    for (int s = 0; s < n_ids; s++) {
+        if (!ok[s]) continue;
+        j->stale = j->stale || tr[s].stale;
+        if (tr[s].age_ms > j->topics_age_ms) j->topics_age_ms = tr[s].age_ms;
+        topic_result_clear(&tr[s]);
+    }
+    if (j->stale && ss->c_stale) metrics_counter_inc(ss->c_stale);
+    return 0;
+}
+
 static void job_story(const struct http_req *req, struct http_resp *resp, void *arg, int worker)
 {
     (void)worker;
     struct story_job *j = arg;
     struct story_service *ss = j->ss;
     const struct story_service_req *rq = &j->rq;
-    enum source_id sid = (enum source_id)rq->source;
-    struct source_params p;
-    struct jv_invalid inv;
-    if (params_for(sid, rq->geo, rq->url, &p, &inv)) {
-        story_invalid(resp, &inv);
+    if (job_topics(j, resp)) {
         job_free(j);
         return;
     }
-    /* topics: from the cache; the network only when nothing usable is cached */
-    struct topic_result tr = {0};
     struct err err = {0};
-    double t = now_ms();
-    int rc = topic_cache_get(ss->topics, sid, &p, ss->o.trend_wait_ms, &tr, &err);
-    j->trend_ms = now_ms() - t;
-    if (ss->h_trend) metrics_hist_observe(ss->h_trend, j->trend_ms / 1e3);
-    if (rc) {
-        trend_error(ss, resp, story_service_sources[rq->source], rc, &err);
-        job_free(j);
-        return;
-    }
-    j->stale = tr.stale;
-    j->topics_age_ms = tr.age_ms;
-    if (tr.stale && ss->c_stale) metrics_counter_inc(ss->c_stale);
-    int n = (int)tr.topics.n < rq->limit ? (int)tr.topics.n : rq->limit;
-    for (int i = 0; i < n; i++) {
-        j->titles[i] = strdup(tr.topics.v[i].title);
-        if (!j->titles[i]) break;
-        j->n_topics++;
-    }
-    topic_result_clear(&tr);
+    int rc;
 
     /* the prompt: drop topics from the end until the story has room in the context */
     int theme = (int)rq->theme;
@@ -944,6 +1071,7 @@ int story_service_cmd(int argc, char **argv)
     ss.c_trend_err = metrics_counter(mx, "story_trend_errors_total",
                                      "Requests answered 502/504: the source failed, nothing cached", NULL);
     if (service_route(ss.svc, "POST", "/v1/stories", h_stories, &ss) ||
+        service_route(ss.svc, "POST", "/generate", h_stories, &ss) || /* the reference's path */
         service_route(ss.svc, "GET", "/v1/trends", h_trends, &ss) ||
         service_route(ss.svc, "GET", "/v1/themes", h_themes, &ss) ||
         service_add_check(ss.svc, model_ready, &ss)) {

@@ -1,5 +1,6 @@
-/** The trendstory HTTP service: `trendstory serve`. POST /v1/stories plus the standard routes
- *  of serve/service.h (healthz, readyz, metrics, the page under web/trendstory). */
+/** The trendstory HTTP service: `trendstory serve`. POST /v1/stories (and POST /generate, the
+ *  path of the reference TrendStory service, same handler) plus the standard routes of
+ *  serve/service.h (healthz, readyz, metrics, the page under web/trendstory). */
 #ifndef STORY_STORY_SERVICE_H
 #define STORY_STORY_SERVICE_H
 
@@ -13,11 +14,12 @@
 #define STORY_SERVICE_MAX_TOKENS 1024
 #define STORY_SERVICE_MAX_GEO 8
 #define STORY_SERVICE_MAX_URL 2048
+#define STORY_SERVICE_MAX_TOPIC 200 /* bytes of a caller-given topic after cleaning */
 
 #define STORY_SERVICE_USAGE                                                                      \
     "usage: trendstory serve [options]\n"                                                        \
-    "  Serves POST /v1/stories, GET /v1/trends, GET /v1/themes, GET /healthz, GET /readyz,\n"  \
-    "  GET /metrics and the page at /. Prints one line, \"trendstory listening on\n"           \
+    "  Serves POST /v1/stories (also as POST /generate, the reference's path), GET /v1/trends,\n" \
+    "  GET /v1/themes, GET /healthz, GET /readyz, GET /metrics and the page at /. Prints one line, \"trendstory listening on\n"           \
     "  http://HOST:PORT/\", once it accepts connections; stops cleanly on SIGINT or SIGTERM.\n" \
     "  Without --model it serves, but answers stories with 503 until started with one.\n"      \
     "options:\n"                                                                               \
@@ -59,6 +61,9 @@ enum story_service_source {
     STORY_SERVICE_SRC_RSS,
     STORY_SERVICE_SRC_YOUTUBE,
     STORY_SERVICE_SRC_NEWSAPI,
+    /* The reference's "all": Google Trends plus YouTube (when TRENDSTORY_YOUTUBE_API_KEY
+     * is set), interleaved and deduplicated. Not a single source: no enum source_id. */
+    STORY_SERVICE_SRC_ALL,
 };
 
 enum story_service_theme {
@@ -85,6 +90,10 @@ struct story_service_req {
     double top_p;       /* 0..1 */
     int64_t seed;
     bool stream; /* default false */
+    /* The reference's optional "topics": the caller's own topics (1..20 strings, each
+     * cleaned like a fetched title and non-empty); when given, nothing is fetched. */
+    int n_topics;
+    char topics[STORY_SERVICE_MAX_LIMIT][STORY_SERVICE_MAX_TOPIC + 1];
 };
 
 /** Validates a parsed body (see the struct for fields and ranges; unknown fields are
