@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/gguf.h"
 #include "engine/model.h"
 #include "story/scheduler.h"
 
@@ -448,6 +449,54 @@ static void test_limits(void **state)
     llm_free(m);
 }
 
+/* Where a slot's context comes from: the GGUF's llama.context_length as the file says it
+ * (for stories260K.gguf that is 2048, written by llama.cpp's llama2.c converter, although
+ * the model was trained with 512 positions: the llama2.c checkpoint's seq_len), at most
+ * 2048; --ctx (cfg.n_ctx) overrides it. The llama2.c loader reports the checkpoint's
+ * seq_len. Both numbers are read from the files here, not assumed. */
+static void test_default_context(void **state)
+{
+    (void)state;
+    struct llm *m;
+    NEED_MODEL(m);
+    char p[512];
+    struct err err = {0};
+    struct gguf_file *f = gguf_open(test_data_path(p, sizeof p, GGUF_REL), &err);
+    assert_non_null(f);
+    uint32_t file_ctx = 0;
+    assert_int_equal(gguf_get_u32(f, "llama.context_length", &file_ctx, &err), 0);
+    gguf_close(f);
+    assert_true(file_ctx > 0);
+    assert_int_equal(llm_n_ctx_train(m), (int)file_ctx);
+    struct sched *s = sched_new(m, &(struct sched_cfg){.max_batch = 1}, &err);
+    assert_non_null(s);
+    struct sched_info si;
+    sched_info(s, &si);
+    assert_int_equal(si.n_ctx, file_ctx < 2048 ? (int)file_ctx : 2048);
+    sched_free(s);
+    s = sched_new(m, &(struct sched_cfg){.max_batch = 1, .n_ctx = 512}, &err);
+    assert_non_null(s);
+    sched_info(s, &si);
+    assert_int_equal(si.n_ctx, 512);
+    sched_free(s);
+    llm_free(m);
+
+    /* the same model as a llama2.c checkpoint: the header's seq_len (7th int32) */
+    test_data_path(p, sizeof p, "models/llama2c/stories260K.bin");
+    if (!test_path_exists(p)) return;
+    FILE *bf = fopen(p, "rb");
+    assert_non_null(bf);
+    int32_t hdr[7];
+    assert_int_equal(fread(hdr, sizeof hdr[0], 7, bf), 7);
+    fclose(bf);
+    struct llm *m2 = llm_load(p, &(struct llm_opts){.n_threads = 1}, &err);
+    assert_non_null(m2);
+    assert_int_equal(llm_n_ctx_train(m2), hdr[6]);
+    print_message("stories260K context: GGUF llama.context_length %u, llama2.c seq_len %d\n",
+                  file_ctx, hdr[6]);
+    llm_free(m2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_cancel_frees_slot),
         cmocka_unit_test(test_queue_full_and_stop),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_default_context),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

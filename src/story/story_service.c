@@ -910,8 +910,15 @@ static int setup_model(struct story_service *ss, struct err *err)
         if (ss->prefix[i] < 0) return ss->prefix[i];
     }
     if (!o->lazy_prefixes) sched_warm_prefixes(ss->sched);
-    log_info("story", "model %s (%s template), %d slots x %d positions, queue %d",
-             ss->model_name, chat_family_name(ss->chat), o->max_batch, o->n_ctx ? o->n_ctx : llm_n_ctx_train(ss->model),
+    /* the positions actually used (the scheduler caps the model's at 2048) and where they
+     * come from: a GGUF's llama.context_length is whatever its converter wrote (2048 for
+     * stories260K.gguf, trained with 512), so say which number this is */
+    struct sched_info si;
+    sched_info(ss->sched, &si);
+    log_info("story", "model %s (%s template), %d slots x %d positions (%s; the file says %d), "
+             "queue %d",
+             ss->model_name, chat_family_name(ss->chat), o->max_batch, si.n_ctx,
+             o->n_ctx ? "--ctx" : "llama.context_length, at most 2048", llm_n_ctx_train(ss->model),
              o->queue);
     return 0;
 }
