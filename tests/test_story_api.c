@@ -485,7 +485,7 @@ static int trend_titles(const char *query, char titles[][256], int max)
 
 /* A client of the reference TrendStory service works unchanged (docs/story.md, "Clients of
  * the reference"): its load test's exact request, POST /generate {"theme":"comedy",
- * "source":"all"}, gets a story whose topics alternate between Google Trends and YouTube;
+ * "source":"all"}, gets a story whose topics alternate between YouTube and Google Trends;
  * "all" survives one source failing and fails (502) only when both do; the reference's own
  * "topics" list is used as given (cleaned, nothing fetched) and validated; every error
  * carries the reference's status_code, error_message and detail. */
@@ -526,14 +526,14 @@ static void test_reference_client(void **state)
     assert_string_equal(str_at(md, "model_name"), "stories260K.gguf");
     assert_true(num_at(md, "generation_time") > 0);
     assert_int_equal((int)num_at(v, "status_code"), 200);
-    /* default limit 5: Google, YouTube, Google, YouTube, Google */
+    /* default limit 5: YouTube, Google, YouTube, Google, YouTube (the reference's order) */
     const struct jv *tu = jv_get(v, "topics_used");
     assert_int_equal(jv_len(tu), 5);
-    assert_string_equal(jv_str(jv_at(tu, 0), NULL), g[0]);
-    assert_string_equal(jv_str(jv_at(tu, 1), NULL), y[0]);
-    assert_string_equal(jv_str(jv_at(tu, 2), NULL), g[1]);
-    assert_string_equal(jv_str(jv_at(tu, 3), NULL), y[1]);
-    assert_string_equal(jv_str(jv_at(tu, 4), NULL), g[2]);
+    assert_string_equal(jv_str(jv_at(tu, 0), NULL), y[0]);
+    assert_string_equal(jv_str(jv_at(tu, 1), NULL), g[0]);
+    assert_string_equal(jv_str(jv_at(tu, 2), NULL), y[1]);
+    assert_string_equal(jv_str(jv_at(tu, 3), NULL), g[1]);
+    assert_string_equal(jv_str(jv_at(tu, 4), NULL), y[2]);
     jv_free(v);
     hc_resp_free(&r);
 

@@ -454,8 +454,8 @@ static int prompt_tokens(struct story_service *ss, int theme, char *const *title
 }
 
 /* Fills j->titles: the caller's own topics (all of them), or at most rq->limit topics from
- * the topic cache (never the network while a usable entry is cached). "all" reads Google
- * Trends and, when a YouTube key is set, YouTube, takes their lists in turn and drops
+ * the topic cache (never the network while a usable entry is cached). "all" reads YouTube
+ * (when a key is set) and Google Trends, takes their lists in turn and drops
  * case-insensitive duplicates; it fails only when every one of them fails. Returns 0, or -1
  * with the answer (400/502/504) in resp. */
 static int job_topics(struct story_job *j, struct http_resp *resp)
@@ -472,10 +472,10 @@ static int job_topics(struct story_job *j, struct http_resp *resp)
     }
     enum source_id ids[2];
     int n_ids = 0;
-    if (rq->source == STORY_SERVICE_SRC_ALL) {
-        ids[n_ids++] = SOURCE_GOOGLE;
+    if (rq->source == STORY_SERVICE_SRC_ALL) { /* the reference's order: YouTube, Google */
         const char *key = getenv("TRENDSTORY_YOUTUBE_API_KEY");
         if (key && *key) ids[n_ids++] = SOURCE_YOUTUBE;
+        ids[n_ids++] = SOURCE_GOOGLE;
     } else {
         ids[n_ids++] = (enum source_id)rq->source;
     }

@@ -61,8 +61,8 @@ enum story_service_source {
     STORY_SERVICE_SRC_RSS,
     STORY_SERVICE_SRC_YOUTUBE,
     STORY_SERVICE_SRC_NEWSAPI,
-    /* The reference's "all": Google Trends plus YouTube (when TRENDSTORY_YOUTUBE_API_KEY
-     * is set), interleaved and deduplicated. Not a single source: no enum source_id. */
+    /* The reference's "all": YouTube (when TRENDSTORY_YOUTUBE_API_KEY is set) and Google
+     * Trends, interleaved and deduplicated. Not a single source: no enum source_id. */
     STORY_SERVICE_SRC_ALL,
 };
 
