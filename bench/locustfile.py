@@ -11,7 +11,8 @@ Shapes (env SHAPE):
                    SPIKE_POST s; recovery = from the drop until requests are back to the
                    steady 5-user latency
 Every finished request is also appended to REQLOG (if set) as "t_end_s latency_ms status
-ttft_ms completion_tokens" so the bench script can compute recovery time after the spike.
+ttft_ms completion_tokens trend_ms" so the bench script can compute recovery time after the
+spike and the time spent getting topics on the request path.
 """
 import json
 import os
@@ -38,18 +39,19 @@ class StoryUser(HttpUser):
         with self.client.post("/v1/stories", json=body, name="/v1/stories",
                               catch_response=True, timeout=600) as r:
             lat = (time.time() - t0) * 1000
-            ttft, ntok = -1, -1
+            ttft, ntok, trend = -1, -1, -1
             if r.status_code == 200:
                 try:
                     t = r.json()["timings"]
-                    ttft, ntok = t["ttft_ms"], t["completion_tokens"]
+                    ttft, ntok, trend = t["ttft_ms"], t["completion_tokens"], t["trend_ms"]
                     r.success()
                 except (ValueError, KeyError) as e:
                     r.failure(f"bad body: {e}")
             else:
                 r.failure(f"HTTP {r.status_code}")
             if _log:
-                _log.write(f"{time.time():.3f} {lat:.1f} {r.status_code} {ttft:.1f} {ntok}\n")
+                _log.write(f"{time.time():.3f} {lat:.1f} {r.status_code} {ttft:.1f} {ntok} "
+                           f"{trend:.3f}\n")
 
 
 if os.environ.get("SHAPE") == "spike":

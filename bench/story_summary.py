@@ -13,6 +13,7 @@ import statistics
 import sys
 
 TICK = os.sysconf("SC_CLK_TCK")
+TOKENS = int(os.environ.get("STORY_TOKENS", "128"))
 
 
 def pct(v, p):
@@ -38,8 +39,9 @@ def load_req(path):
         with open(path) as f:
             for line in f:
                 p = line.split()
-                if len(p) == 5:
-                    out.append((float(p[0]), float(p[1]), int(p[2]), float(p[3]), int(p[4])))
+                if len(p) in (5, 6):  # t_end_s latency_ms status ttft_ms tokens [trend_ms]
+                    out.append((float(p[0]), float(p[1]), int(p[2]), float(p[3]), int(p[4]),
+                                float(p[5]) if len(p) == 6 else float("nan")))
     return out
 
 
@@ -64,10 +66,10 @@ def main():
                                g0=float(p[4]), g1=float(p[5]), p0=float(p[6]), p1=float(p[7]))
     print(f"Model `{model}` (TinyLlama-1.1B shape, Q4_0, random weights), {threads} compute "
           f"threads, 20 slots, 128 tokens per story, 5 topics, random theme.\n")
-    print("| users | stories | avg s | p50 s | p90 s | p95 s | p99 s | stories/s | server TTFT p50 s "
-          "| generated tok/s | prompt tok/s | CPU % | peak RSS MiB | failures |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    rps = {}
+    print("| users | stories | avg s | p50 s | p90 s | p95 s | p99 s | stories/s | story-equiv/s "
+          "| server TTFT p50 s | generated tok/s | prompt tok/s | CPU % | peak RSS MiB | failures |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rps, eps, cpus, trend = {}, {}, {}, []
     for name, m in marks.items():
         if not name.startswith("users"):
             continue
@@ -77,18 +79,36 @@ def main():
         win = m["t1"] - m["t0"]
         # throughput: stories completed in the window / window (closed loop, in-flight lost)
         rps[m["users"]] = len(req) / win
+        # throughput from the server's counters: generated tokens / window / tokens per story,
+        # which also counts the stories still running when the window closes
+        eps[m["users"]] = (m["g1"] - m["g0"]) / win / TOKENS
+        trend += [r[5] for r in req if r[5] == r[5]]
         ps = [p for p in proc if m["t0"] <= p[0] <= m["t1"]]
         cpu = (ps[-1][2] - ps[0][2]) / TICK / (ps[-1][0] - ps[0][0]) * 100 if len(ps) > 1 else float("nan")
         rss = max(p[1] for p in ps) / 1024 if ps else float("nan")
         lr = locust_row(os.path.join(out, name + "_stats.csv"))
         fails = lr["Failure Count"] if lr else "?"
         avg = statistics.mean(lat) if lat else float("nan")
+        cpus[m["users"]] = cpu
         print(f"| {m['users']} | {len(req)} | {avg:.1f} | {pct(lat, 50):.1f} | {pct(lat, 90):.1f} "
               f"| {pct(lat, 95):.1f} | {pct(lat, 99):.1f} | {rps[m['users']]:.4f} "
+              f"| {eps[m['users']]:.4f} "
               f"| {pct(ttft, 50):.1f} | {(m['g1'] - m['g0']) / win:.1f} "
               f"| {(m['p1'] - m['p0']) / win:.1f} | {cpu:.0f} | {rss:.0f} | {fails} |")
+    print("\nstories/s: stories completed in the window / window; story-equiv/s: generated "
+          f"tokens in the window / window / {TOKENS} (counts unfinished stories too).")
     if 1 in rps and 20 in rps and rps[1] > 0:
         print(f"\nStories/s at 20 users / at 1 user: **{rps[20] / rps[1]:.2f}x**.")
+    if 1 in eps and 20 in eps and eps[1] > 0:
+        line = f"Story-equivalents/s at 20 users / at 1 user: **{eps[20] / eps[1]:.2f}x**"
+        if cpus.get(1, 0) > 0 and cpus.get(20, 0) > 0:
+            per = (eps[20] / cpus[20]) / (eps[1] / cpus[1])
+            line += f"; per CPU-second of the server: **{per:.2f}x**"
+        print(line + ".")
+    if trend:
+        print(f"\nTrend time on the request path (timings.trend_ms over {len(trend)} stories): "
+              f"mean {statistics.mean(trend):.3f} ms, p99 {pct(trend, 99):.3f} ms, "
+              f"max {max(trend):.3f} ms.")
     if "spike" in marks:
         m = marks["spike"]
         req = [r for r in load_req(os.path.join(out, "spike.req")) if r[2] == 200]
