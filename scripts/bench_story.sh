@@ -16,7 +16,8 @@
 # BENCH_SCALE=0.5 etc. The server runs at normal priority, everything else under `nice`.
 #
 # Environment: BUILD, DATA, OUT, BENCH_MODEL, BENCH_THREADS (2), BENCH_SCALE (1),
-#              BENCH_USERS ("1 5 10 20"), BENCH_SKIP ("" or e.g. "spike endurance sse")
+#              BENCH_USERS ("1 5 10 20"), BENCH_SKIP ("" or e.g. "spike endurance sse"),
+#              BENCH_SECS (e.g. "1=120 20=420": seconds of those user runs, not scaled)
 set -euo pipefail
 BUILD="${BUILD:-build}"
 DATA="${DATA:-../shared/data}"
@@ -102,7 +103,9 @@ run() {
 }
 
 declare -A base_secs=([1]=150 [5]=240 [10]=360 [20]=600)
-for u in $USERS; do run "users$u" "$u" "$(dur "${base_secs[$u]:-300}")"; done
+declare -A fixed_secs=()
+for kv in ${BENCH_SECS:-}; do fixed_secs[${kv%%=*}]=${kv#*=}; done
+for u in $USERS; do run "users$u" "$u" "${fixed_secs[$u]:-$(dur "${base_secs[$u]:-300}")}"; done
 if ! skipped spike; then
   hold=$(dur 60); post=$(dur 150)
   run spike 20 $((30 + hold + post)) SHAPE=spike SPIKE_HOLD="$hold" SPIKE_POST="$post"
