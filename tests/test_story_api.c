@@ -537,8 +537,23 @@ static void test_reference_client(void **state)
     jv_free(v);
     hc_resp_free(&r);
 
-    /* "all" where YouTube has no answer (no GB route): Google's topics alone */
+    /* /generate without a source: the reference's default, "all"; /v1/stories: google */
     int status;
+    v = post_json("{\"theme\":\"romance\",\"max_tokens\":4}", &status, NULL);
+    assert_int_equal(status, 200);
+    assert_string_equal(str_at(jv_get(v, "metadata"), "source"), "google");
+    jv_free(v);
+    assert_int_equal(hc_fetch(HOST, g_child.port, "POST", "/generate",
+                              "{\"theme\":\"romance\",\"max_tokens\":4}", &r), 0);
+    assert_int_equal(r.status, 200);
+    v = jv_parse(r.body, r.body_len, NULL, NULL);
+    assert_non_null(v);
+    assert_string_equal(str_at(jv_get(v, "metadata"), "source"), "all");
+    assert_string_equal(jv_str(jv_at(jv_get(v, "topics_used"), 0), NULL), y[0]);
+    jv_free(v);
+    hc_resp_free(&r);
+
+    /* "all" where YouTube has no answer (no GB route): Google's topics alone */
     assert_int_equal(hc_fetch(HOST, g_child.port, "POST", "/generate",
                               "{\"theme\":\"tragedy\",\"source\":\"all\",\"geo\":\"GB\","
                               "\"limit\":3,\"max_tokens\":8}", &r), 0);

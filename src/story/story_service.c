@@ -686,9 +686,11 @@ static void job_story(const struct http_req *req, struct http_resp *resp, void *
     job_free(j);
 }
 
-static void h_stories(const struct http_req *req, struct http_resp *resp, void *ctx)
+/* POST /v1/stories, and POST /generate (`reference`): the reference's REST model defaults
+ * "source" to "all", so a body without one gets "all" there and "google" here. */
+static void stories(const struct http_req *req, struct http_resp *resp, struct story_service *ss,
+                    bool reference)
 {
-    struct story_service *ss = ctx;
     struct jv *root = service_parse_body(req, resp);
     if (!root) return;
     struct story_job *j = calloc(1, sizeof *j);
@@ -704,6 +706,7 @@ static void h_stories(const struct http_req *req, struct http_resp *resp, void *
     j->t0 = now_ms();
     struct jv_invalid inv;
     int rc = story_service_req_parse(root, &j->rq, &inv);
+    if (rc == 0 && reference && !jv_get(root, "source")) j->rq.source = STORY_SERVICE_SRC_ALL;
     jv_free(root);
     if (rc) {
         story_invalid(resp, &inv);
@@ -716,6 +719,16 @@ static void h_stories(const struct http_req *req, struct http_resp *resp, void *
         return;
     }
     if (http_defer(req, job_story, j) != 0) job_free(j); /* resp is a 503 already */
+}
+
+static void h_stories(const struct http_req *req, struct http_resp *resp, void *ctx)
+{
+    stories(req, resp, ctx, false);
+}
+
+static void h_generate(const struct http_req *req, struct http_resp *resp, void *ctx)
+{
+    stories(req, resp, ctx, true);
 }
 
 /* ---- GET /v1/trends, GET /v1/themes ---- */
@@ -1078,7 +1091,7 @@ int story_service_cmd(int argc, char **argv)
     ss.c_trend_err = metrics_counter(mx, "story_trend_errors_total",
                                      "Requests answered 502/504: the source failed, nothing cached", NULL);
     if (service_route(ss.svc, "POST", "/v1/stories", h_stories, &ss) ||
-        service_route(ss.svc, "POST", "/generate", h_stories, &ss) || /* the reference's path */
+        service_route(ss.svc, "POST", "/generate", h_generate, &ss) || /* the reference's path */
         service_route(ss.svc, "GET", "/v1/trends", h_trends, &ss) ||
         service_route(ss.svc, "GET", "/v1/themes", h_themes, &ss) ||
         service_add_check(ss.svc, model_ready, &ss)) {
