@@ -56,18 +56,24 @@ static void check_shapes(bool compare_f32)
         assert_non_null(m);
         assert_int_equal(i8_mat_rows(m), s.rows);
         assert_int_equal(i8_mat_cols(m), s.cols);
-        for (int pass = 0; pass < 2; pass++) {
-            const bool relu = pass == 1;
-            const float *b = pass == 1 ? bias : NULL;
+        for (int pass = 0; pass < 3; pass++) {
+            /* 0: plain; 1: bias + ReLU; 2: accumulate onto 0.5 + bias, ReLU */
+            const bool relu = pass >= 1, accum = pass == 2;
+            const float *b = pass >= 1 ? bias : NULL;
+            const struct i8_epilogue ep = {.bias = b, .accumulate = accum, .relu = relu};
             /* sentinel past the rows: must stay untouched */
             for (size_t i = 0; i < (size_t)s.n * ldy; i++)
                 Y[i] = R[i] = 1234.5f;
-            i8_gemm(m, X, ldx, Y, ldy, s.n, b, relu, scratch);
-            i8_gemm_ref(m, X, ldx, R, ldy, s.n, b, relu, scratch);
+            if (accum)
+                for (int i = 0; i < s.n; i++)
+                    for (int r = 0; r < s.rows; r++)
+                        Y[(size_t)i * ldy + r] = R[(size_t)i * ldy + r] = 0.5f;
+            i8_gemm(m, X, ldx, Y, ldy, s.n, pass == 0 ? NULL : &ep, scratch);
+            i8_gemm_ref(m, X, ldx, R, ldy, s.n, &ep, scratch);
             double scale = 0.0, worst_ref = 0.0, worst_f32 = 0.0;
             for (int i = 0; i < s.n; i++) {
                 for (int r = 0; r < s.rows; r++) {
-                    double want = b ? b[r] : 0.0;
+                    double want = (b ? b[r] : 0.0) + (accum ? 0.5 : 0.0);
                     for (int c = 0; c < s.cols; c++)
                         want += (double)W[(size_t)r * s.cols + c] * X[(size_t)i * ldx + c];
                     if (relu && want < 0)
@@ -141,7 +147,7 @@ static void test_zeros(void **state)
     assert_non_null(m);
     void *scratch = malloc(i8_gemm_scratch_size(8, 2));
     assert_non_null(scratch);
-    i8_gemm(m, X, 8, Y, 2, 2, bias, false, scratch);
+    i8_gemm(m, X, 8, Y, 2, 2, &(struct i8_epilogue){.bias = bias}, scratch);
     assert_true(Y[0] == 0.5f && Y[1] == -0.25f); /* X row 0 is zero */
     assert_true(Y[2] == 0.5f);                   /* W row 0 is zero */
     assert_true(fabsf(Y[3] - (-0.25f + 0.0f)) < 1e-5f); /* sum of (c - 3.5) is 0 */

@@ -148,15 +148,20 @@ static void quant_row_ref(const float *x, int cols, int cols_p, uint8_t *q, floa
 /* ---- scalar reference */
 
 static void gemm_ref(const struct i8_mat *m, struct acts a, float *Y, size_t ldy, int n,
-                     const float *bias, bool relu)
+                     struct i8_epilogue ep)
 {
+    const float *bias = ep.bias;
+    const bool relu = ep.relu;
     for (int i = 0; i < n; i++) {
         const uint8_t *q = a.q + (size_t)i * a.stride;
         for (int r = 0; r < m->rows; r++) {
             int32_t d = 0;
             for (int c = 0; c < m->cols_p; c++)
                 d += ((int32_t)q[c] - 128) * (int32_t)*w_at(m, r, c);
-            float v = fmaf((float)d, m->scale[r] * a.sa[i], bias ? bias[r] : 0.0f);
+            float add = bias ? bias[r] : 0.0f;
+            if (ep.accumulate)
+                add += Y[(size_t)i * ldy + r];
+            float v = fmaf((float)d, m->scale[r] * a.sa[i], add);
             Y[(size_t)i * ldy + r] = relu && v < 0.0f ? 0.0f : v;
         }
     }
@@ -202,7 +207,7 @@ T512 static void quant_row_512(const float *x, int cols, int cols_p, uint8_t *q,
  * weight loads, NC 4-byte broadcasts, MR x NC vpdpbusd. The epilogue removes the zero point
  * (128 x row sum), scales, adds the bias, applies ReLU, and stores the rows that exist. */
 INLINE T512 void tile_512(const struct i8_mat *m, int rb, struct acts a, int j0, float *Y,
-                          size_t ldy, const float *bias, bool relu, const int MR, const int NC)
+                          size_t ldy, struct i8_epilogue ep, const int MR, const int NC)
 {
     __m512i acc[4][6];
     UNROLL for (int i = 0; i < MR; i++) UNROLL for (int j = 0; j < NC; j++) acc[i][j] =
@@ -232,20 +237,22 @@ INLINE T512 void tile_512(const struct i8_mat *m, int rb, struct acts a, int j0,
             m->rows - r >= RB ? (__mmask16)0xFFFF : (__mmask16)((1u << (m->rows - r)) - 1u);
         const __m512i ws = _mm512_load_si512((const void *)(m->wsum128 + r));
         const __m512 sc = _mm512_load_ps(m->scale + r);
-        const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + r) : _mm512_setzero_ps();
+        const __m512 b = ep.bias ? _mm512_maskz_loadu_ps(mask, ep.bias + r) : _mm512_setzero_ps();
         UNROLL for (int j = 0; j < NC; j++)
         {
+            float *y = Y + (size_t)(j0 + j) * ldy + r;
+            const __m512 add = ep.accumulate ? _mm512_add_ps(b, _mm512_maskz_loadu_ps(mask, y)) : b;
             __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], ws));
-            v = _mm512_fmadd_ps(v, _mm512_mul_ps(sc, _mm512_set1_ps(a.sa[j0 + j])), b);
-            if (relu)
+            v = _mm512_fmadd_ps(v, _mm512_mul_ps(sc, _mm512_set1_ps(a.sa[j0 + j])), add);
+            if (ep.relu)
                 v = _mm512_max_ps(v, _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(Y + (size_t)(j0 + j) * ldy + r, mask, v);
+            _mm512_mask_storeu_ps(y, mask, v);
         }
     }
 }
 
 #define NC512 6
-#define CALL512(mr, nc) tile_512(m, rb, a, j, Y, ldy, bias, relu, mr, nc)
+#define CALL512(mr, nc) tile_512(m, rb, a, j, Y, ldy, ep, mr, nc)
 #define SWITCH_NC(mr)                                                                             \
     switch (nc) {                                                                                 \
     case 1: CALL512(mr, 1); break;                                                                \
@@ -259,7 +266,7 @@ INLINE T512 void tile_512(const struct i8_mat *m, int rb, struct acts a, int j0,
 /* Row blocks in groups of 4 (64 rows, 16 to 64 KiB of weights that stay in L1/L2 while every
  * activation row passes), activation rows in groups of 6. */
 T512 static void gemm_512(const struct i8_mat *m, struct acts a, float *Y, size_t ldy, int n,
-                          const float *bias, bool relu)
+                          struct i8_epilogue ep)
 {
     const int nrb = m->rows_p / RB;
     for (int rb = 0; rb < nrb;) {
@@ -280,7 +287,7 @@ T512 static void gemm_512(const struct i8_mat *m, struct acts a, float *Y, size_
  * |a - 128| <= 127, so maddubs(|a|, sign(w, a)) never saturates (2 x 127 x 127 < 32767) and
  * the integer sums equal the VNNI ones without the zero-point term. */
 INLINE T256 void tile_256(const struct i8_mat *m, int rb, struct acts a, int j0, float *Y,
-                          size_t ldy, const float *bias, bool relu, const int NC)
+                          size_t ldy, struct i8_epilogue ep, const int NC)
 {
     __m256i acc[2][4];
     UNROLL for (int h = 0; h < 2; h++) UNROLL for (int j = 0; j < NC; j++) acc[h][j] =
@@ -318,23 +325,23 @@ INLINE T256 void tile_256(const struct i8_mat *m, int rb, struct acts a, int j0,
         }
         float *y = Y + (size_t)(j0 + j) * ldy + r;
         for (int t = 0; t < live; t++) {
-            float v = out[t] + (bias ? bias[r + t] : 0.0f);
-            y[t] = relu && v < 0.0f ? 0.0f : v;
+            float v = out[t] + (ep.bias ? ep.bias[r + t] : 0.0f) + (ep.accumulate ? y[t] : 0.0f);
+            y[t] = ep.relu && v < 0.0f ? 0.0f : v;
         }
     }
 }
 
 T256 static void gemm_256(const struct i8_mat *m, struct acts a, float *Y, size_t ldy, int n,
-                          const float *bias, bool relu)
+                          struct i8_epilogue ep)
 {
     const int nrb = m->rows_p / RB;
     for (int rb = 0; rb < nrb; rb++)
         for (int j = 0; j < n; j += 4) {
             switch (n - j) {
-            case 1: tile_256(m, rb, a, j, Y, ldy, bias, relu, 1); break;
-            case 2: tile_256(m, rb, a, j, Y, ldy, bias, relu, 2); break;
-            case 3: tile_256(m, rb, a, j, Y, ldy, bias, relu, 3); break;
-            default: tile_256(m, rb, a, j, Y, ldy, bias, relu, 4); break;
+            case 1: tile_256(m, rb, a, j, Y, ldy, ep, 1); break;
+            case 2: tile_256(m, rb, a, j, Y, ldy, ep, 2); break;
+            case 3: tile_256(m, rb, a, j, Y, ldy, ep, 3); break;
+            default: tile_256(m, rb, a, j, Y, ldy, ep, 4); break;
             }
         }
 }
@@ -355,10 +362,11 @@ static enum path pick(void)
 }
 
 static void run(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,
-                const float *bias, bool relu, void *scratch, enum path p)
+                const struct i8_epilogue *epp, void *scratch, enum path p)
 {
     if (n < 1)
         return;
+    const struct i8_epilogue ep = epp ? *epp : (struct i8_epilogue){0};
     struct acts a = acts_at(scratch, n, m->cols_p);
     float *sa = (float *)(uintptr_t)a.sa;
     uint8_t *q = (uint8_t *)(uintptr_t)a.q;
@@ -373,21 +381,21 @@ static void run(const struct i8_mat *m, const float *X, size_t ldx, float *Y, si
     }
     switch (p) {
 #ifdef HAVE_X86
-    case PATH_512: gemm_512(m, a, Y, ldy, n, bias, relu); return;
-    case PATH_256: gemm_256(m, a, Y, ldy, n, bias, relu); return;
+    case PATH_512: gemm_512(m, a, Y, ldy, n, ep); return;
+    case PATH_256: gemm_256(m, a, Y, ldy, n, ep); return;
 #endif
-    default: gemm_ref(m, a, Y, ldy, n, bias, relu); return;
+    default: gemm_ref(m, a, Y, ldy, n, ep); return;
     }
 }
 
 void i8_gemm(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,
-             const float *bias, bool relu, void *scratch)
+             const struct i8_epilogue *ep, void *scratch)
 {
-    run(m, X, ldx, Y, ldy, n, bias, relu, scratch, pick());
+    run(m, X, ldx, Y, ldy, n, ep, scratch, pick());
 }
 
 void i8_gemm_ref(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,
-                 const float *bias, bool relu, void *scratch)
+                 const struct i8_epilogue *ep, void *scratch)
 {
-    run(m, X, ldx, Y, ldy, n, bias, relu, scratch, PATH_REF);
+    run(m, X, ldx, Y, ldy, n, ep, scratch, PATH_REF);
 }

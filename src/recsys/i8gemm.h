@@ -32,16 +32,24 @@ int i8_mat_cols(const struct i8_mat *m);
 /** Bytes of scratch i8_gemm needs for n activation rows of `cols`. */
 size_t i8_gemm_scratch_size(int cols, int n);
 
-/** Y[i][r] = act(sum_c X[i][c] W[r][c] + bias[r]) for i < n, r < rows, with X quantized per
- *  row to int8. X: (n, cols) row stride ldx; Y: row stride ldy >= rows. bias may be NULL;
- *  act is ReLU when relu, else identity. scratch: i8_gemm_scratch_size(cols, n) bytes.
- *  Single-threaded, no allocation. */
+/** Options of one product: what is added before the activation, and the activation. */
+struct i8_epilogue {
+    const float *bias; /* rows floats, or NULL */
+    bool accumulate;   /* add the Y already there (sum of products over input blocks whose
+                        * values have different scales, each with its own activation scale) */
+    bool relu;         /* ReLU, else identity */
+};
+
+/** Y[i][r] = act(sum_c X[i][c] W[r][c] + bias[r] (+ Y[i][r])) for i < n, r < rows, with X
+ *  quantized per row to int8. X: (n, cols) row stride ldx; Y: row stride ldy >= rows. ep may
+ *  be NULL (plain product). scratch: i8_gemm_scratch_size(cols, n) bytes. Single-threaded,
+ *  no allocation. */
 void i8_gemm(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,
-             const float *bias, bool relu, void *scratch);
+             const struct i8_epilogue *ep, void *scratch);
 
 /** The same product with the scalar reference kernel (tests). */
 void i8_gemm_ref(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,
-                 const float *bias, bool relu, void *scratch);
+                 const struct i8_epilogue *ep, void *scratch);
 
 /** The value of W[r][c] as packed (q x scale), for tests. */
 float i8_mat_get(const struct i8_mat *m, int r, int c);
