@@ -418,30 +418,66 @@ __attribute__((target("avx512f"))) static void attend_512(float *out, float *sc,
         for (int i = 0; i < nt; i++) {
             const int t = t0 + i, nb = (t + 16) / 16;
             const float *qh = q + (size_t)i * C + h * D;
-            for (int b = 0; b < nb; b++) {
+            /* scores: four blocks of 16 keys at a time, so four FMA chains are in flight
+             * (one chain over D is bound by the FMA latency) */
+            int b = 0;
+            for (; b + 4 <= nb; b += 4) {
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                const float *kb = kt + (size_t)b * 16;
+                for (int e = 0; e < D; e++) {
+                    const __m512 qe = _mm512_set1_ps(qh[e]);
+                    const float *ke = kb + (size_t)e * Tp;
+                    a0 = _mm512_fmadd_ps(qe, _mm512_loadu_ps(ke), a0);
+                    a1 = _mm512_fmadd_ps(qe, _mm512_loadu_ps(ke + 16), a1);
+                    a2 = _mm512_fmadd_ps(qe, _mm512_loadu_ps(ke + 32), a2);
+                    a3 = _mm512_fmadd_ps(qe, _mm512_loadu_ps(ke + 48), a3);
+                }
+                const __m512 sv = _mm512_set1_ps(scale);
+                _mm512_storeu_ps(sc + b * 16, _mm512_mul_ps(a0, sv));
+                _mm512_storeu_ps(sc + b * 16 + 16, _mm512_mul_ps(a1, sv));
+                _mm512_storeu_ps(sc + b * 16 + 32, _mm512_mul_ps(a2, sv));
+                _mm512_storeu_ps(sc + b * 16 + 48, _mm512_mul_ps(a3, sv));
+            }
+            for (; b < nb; b++) {
                 __m512 acc = _mm512_setzero_ps();
                 for (int e = 0; e < D; e++)
                     acc = _mm512_fmadd_ps(_mm512_set1_ps(qh[e]),
                                           _mm512_loadu_ps(kt + (size_t)e * Tp + b * 16), acc);
                 _mm512_storeu_ps(sc + b * 16, _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
             }
-            float m = sc[0];
-            for (int j = 1; j <= t; j++)
-                m = sc[j] > m ? sc[j] : m;
-            for (int b = 0; b < nb; b++)
-                _mm512_storeu_ps(sc + b * 16,
-                                 exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + b * 16),
-                                                     _mm512_set1_ps(m))));
-            float sum = 0.0f;
-            for (int j = 0; j <= t; j++)
-                sum += sc[j];
-            const __m512 inv = _mm512_set1_ps(1.0f / sum);
+            /* max and sum over keys 0..t as vectors (scalar loops are one long dependency
+             * chain); the last block's lanes past t are masked out */
+            const __mmask16 last = (__mmask16)(0xFFFFu >> (15 - t % 16));
+            __m512 mv = _mm512_set1_ps(-INFINITY);
+            for (b = 0; b + 1 < nb; b++)
+                mv = _mm512_max_ps(mv, _mm512_loadu_ps(sc + b * 16));
+            mv = _mm512_mask_max_ps(mv, last, mv, _mm512_loadu_ps(sc + b * 16));
+            const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+            __m512 sv = _mm512_setzero_ps();
+            for (b = 0; b < nb; b++) {
+                __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + b * 16), m));
+                _mm512_storeu_ps(sc + b * 16, e);
+                sv = b + 1 < nb ? _mm512_add_ps(sv, e) : _mm512_mask_add_ps(sv, last, sv, e);
+            }
+            const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sv));
             float *oh = out + (size_t)i * C + h * D;
             for (int dv = 0; dv < DV; dv++) {
-                __m512 acc = _mm512_setzero_ps();
-                for (int j = 0; j <= t; j++)
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]),
-                                          _mm512_loadu_ps(vh + (size_t)j * D + dv * 16), acc);
+                /* four chains over the keys, summed at the end */
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                const float *vd = vh + dv * 16;
+                int j = 0;
+                for (; j + 3 <= t; j += 4) {
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), _mm512_loadu_ps(vd + (size_t)j * D), a0);
+                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j + 1]),
+                                         _mm512_loadu_ps(vd + (size_t)(j + 1) * D), a1);
+                    a2 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j + 2]),
+                                         _mm512_loadu_ps(vd + (size_t)(j + 2) * D), a2);
+                    a3 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j + 3]),
+                                         _mm512_loadu_ps(vd + (size_t)(j + 3) * D), a3);
+                }
+                for (; j <= t; j++)
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), _mm512_loadu_ps(vd + (size_t)j * D), a0);
+                const __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
                 _mm512_storeu_ps(oh + dv * 16, _mm512_mul_ps(acc, inv));
             }
         }
@@ -477,6 +513,48 @@ static void swiglu(float *out, const float *g, const float *u, int N, int F)
     }
 #endif
     ops_swiglu_forward(out, g, u, N, F);
+}
+
+#ifdef HAVE_ATTN512
+/* ops_rmsnorm_forward with the sum of squares in 16 float lanes (the reference accumulates
+ * one double chain); for the encoder's widths (C of a few hundred) the difference is ~1e-7. */
+__attribute__((target("avx512f"))) static void rmsnorm_512(float *out, const float *x,
+                                                           const float *w, int N, int C,
+                                                           float eps)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        int c = 0;
+        for (; c + 32 <= C; c += 32) {
+            const __m512 v0 = _mm512_loadu_ps(xr + c), v1 = _mm512_loadu_ps(xr + c + 16);
+            a0 = _mm512_fmadd_ps(v0, v0, a0);
+            a1 = _mm512_fmadd_ps(v1, v1, a1);
+        }
+        float ss = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        for (; c < C; c++)
+            ss += xr[c] * xr[c];
+        const float r = 1.0f / sqrtf(ss / (float)C + eps);
+        const __m512 rv = _mm512_set1_ps(r);
+        for (c = 0; c + 16 <= C; c += 16)
+            _mm512_storeu_ps(o + c, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(xr + c), rv),
+                                                  _mm512_loadu_ps(w + c)));
+        for (; c < C; c++)
+            o[c] = xr[c] * r * w[c];
+    }
+}
+#endif
+
+static void rmsnorm(float *out, const float *x, const float *w, int N, int C, float eps)
+{
+#ifdef HAVE_ATTN512
+    if (__builtin_cpu_supports("avx512f")) {
+        rmsnorm_512(out, x, w, N, C, eps);
+        return;
+    }
+#endif
+    ops_rmsnorm_forward(out, NULL, x, w, N, C, eps);
 }
 
 /* ops_rope_forward for rows at positions p0, p0+1, ... with the load-time angle table. */
@@ -536,7 +614,7 @@ int encoder_infer_user(const struct encoder_infer *m, struct encoder_infer_scrat
         const bool last = l == L - 1;
         /* rows whose outputs are needed: all of them, or only the last in the last layer */
         const int r0 = last ? n - 1 : 0, nr = n - r0;
-        ops_rmsnorm_forward(s->ln, NULL, s->x, w->attn_norm, n, C, c->norm_eps);
+        rmsnorm(s->ln, s->x, w->attn_norm, n, C, c->norm_eps);
         linear(&w->wk, s->ln, s->k, w->bk, n, s->kscratch);
         linear(&w->wv, s->ln, s->v, w->bv, n, s->kscratch);
         linear(&w->wq, s->ln + (size_t)r0 * C, s->q, w->bq, nr, s->kscratch);
@@ -547,7 +625,7 @@ int encoder_infer_user(const struct encoder_infer *m, struct encoder_infer_scrat
         linear(&w->wo, s->y, s->tmp, w->bo, nr, s->kscratch);
         for (size_t i = 0; i < (size_t)nr * C; i++)
             xr[i] += s->tmp[i];
-        ops_rmsnorm_forward(s->ln, NULL, xr, w->ffn_norm, nr, C, c->norm_eps);
+        rmsnorm(s->ln, xr, w->ffn_norm, nr, C, c->norm_eps);
         linear(&w->w_gate, s->ln, s->g, NULL, nr, s->kscratch);
         linear(&w->w_up, s->ln, s->u, NULL, nr, s->kscratch);
         swiglu(s->g, s->g, s->u, nr, F);
@@ -556,7 +634,7 @@ int encoder_infer_user(const struct encoder_infer *m, struct encoder_infer_scrat
             xr[i] += s->tmp[i];
     }
     const float *xl = s->x + (size_t)(n - 1) * C;
-    ops_rmsnorm_forward(s->ln, NULL, xl, m->out_norm, 1, C, c->norm_eps);
+    rmsnorm(s->ln, xl, m->out_norm, 1, C, c->norm_eps);
     linear(&m->proj_w, s->ln, s->tmp, m->proj_b, 1, s->kscratch);
     ops_l2norm_forward(out, NULL, s->tmp, 1, C, L2_EPS);
     return 0;
