@@ -68,7 +68,18 @@ static void check_shapes(bool compare_f32)
                 for (int i = 0; i < s.n; i++)
                     for (int r = 0; r < s.rows; r++)
                         Y[(size_t)i * ldy + r] = R[(size_t)i * ldy + r] = 0.5f;
-            i8_gemm(m, X, ldx, Y, ldy, s.n, pass == 0 ? NULL : &ep, scratch);
+            if (pass == 1) { /* quantize through another matrix, then reuse the activations */
+                struct i8_mat *other = i8_mat_new(W, 1, s.cols, (size_t)s.cols);
+                assert_non_null(other);
+                float *Z = malloc(sizeof(float) * (size_t)s.n);
+                assert_non_null(Z);
+                i8_gemm(other, X, ldx, Z, 1, s.n, NULL, scratch);
+                i8_gemm_again(m, Y, ldy, s.n, &ep, scratch);
+                free(Z);
+                i8_mat_free(other);
+            } else {
+                i8_gemm(m, X, ldx, Y, ldy, s.n, pass == 0 ? NULL : &ep, scratch);
+            }
             i8_gemm_ref(m, X, ldx, R, ldy, s.n, &ep, scratch);
             double scale = 0.0, worst_ref = 0.0, worst_f32 = 0.0;
             for (int i = 0; i < s.n; i++) {

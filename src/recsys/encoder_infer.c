@@ -615,9 +615,17 @@ int encoder_infer_user(const struct encoder_infer *m, struct encoder_infer_scrat
         /* rows whose outputs are needed: all of them, or only the last in the last layer */
         const int r0 = last ? n - 1 : 0, nr = n - r0;
         rmsnorm(s->ln, s->x, w->attn_norm, n, C, c->norm_eps);
-        linear(&w->wk, s->ln, s->k, w->bk, n, s->kscratch);
-        linear(&w->wv, s->ln, s->v, w->bv, n, s->kscratch);
-        linear(&w->wq, s->ln + (size_t)r0 * C, s->q, w->bq, nr, s->kscratch);
+        if (w->wk.q && w->wv.q && w->wq.q && !last) { /* one quantization of ln for K, V, Q */
+            linear(&w->wk, s->ln, s->k, w->bk, n, s->kscratch);
+            i8_gemm_again(w->wv.q, s->v, (size_t)C, n, &(struct i8_epilogue){.bias = w->bv},
+                          s->kscratch);
+            i8_gemm_again(w->wq.q, s->q, (size_t)C, n, &(struct i8_epilogue){.bias = w->bq},
+                          s->kscratch);
+        } else {
+            linear(&w->wk, s->ln, s->k, w->bk, n, s->kscratch);
+            linear(&w->wv, s->ln, s->v, w->bv, n, s->kscratch);
+            linear(&w->wq, s->ln + (size_t)r0 * C, s->q, w->bq, nr, s->kscratch);
+        }
         rope(m, s->k, 0, n, H, D);
         rope(m, s->q, r0, nr, H, D);
         attend(s, s->y, s->q, s->k, s->v, r0, nr, H, D);
@@ -627,7 +635,10 @@ int encoder_infer_user(const struct encoder_infer *m, struct encoder_infer_scrat
             xr[i] += s->tmp[i];
         rmsnorm(s->ln, xr, w->ffn_norm, nr, C, c->norm_eps);
         linear(&w->w_gate, s->ln, s->g, NULL, nr, s->kscratch);
-        linear(&w->w_up, s->ln, s->u, NULL, nr, s->kscratch);
+        if (w->w_gate.q && w->w_up.q) /* the same quantized ln */
+            i8_gemm_again(w->w_up.q, s->u, (size_t)F, nr, NULL, s->kscratch);
+        else
+            linear(&w->w_up, s->ln, s->u, NULL, nr, s->kscratch);
         swiglu(s->g, s->g, s->u, nr, F);
         linear(&w->w_down, s->g, s->tmp, NULL, nr, s->kscratch);
         for (size_t i = 0; i < (size_t)nr * C; i++)

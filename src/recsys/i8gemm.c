@@ -361,12 +361,9 @@ static enum path pick(void)
     return PATH_REF;
 }
 
-static void run(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,
-                const struct i8_epilogue *epp, void *scratch, enum path p)
+static void quantize_acts(const struct i8_mat *m, const float *X, size_t ldx, int n,
+                          void *scratch, enum path p)
 {
-    if (n < 1)
-        return;
-    const struct i8_epilogue ep = epp ? *epp : (struct i8_epilogue){0};
     struct acts a = acts_at(scratch, n, m->cols_p);
     float *sa = (float *)(uintptr_t)a.sa;
     uint8_t *q = (uint8_t *)(uintptr_t)a.q;
@@ -379,6 +376,13 @@ static void run(const struct i8_mat *m, const float *X, size_t ldx, float *Y, si
 #endif
         quant_row_ref(X + (size_t)i * ldx, m->cols, m->cols_p, q + (size_t)i * a.stride, sa + i);
     }
+}
+
+static void compute(const struct i8_mat *m, float *Y, size_t ldy, int n,
+                    const struct i8_epilogue *epp, void *scratch, enum path p)
+{
+    struct acts a = acts_at(scratch, n, m->cols_p);
+    const struct i8_epilogue ep = epp ? *epp : (struct i8_epilogue){0};
     switch (p) {
 #ifdef HAVE_X86
     case PATH_512: gemm_512(m, a, Y, ldy, n, ep); return;
@@ -386,6 +390,22 @@ static void run(const struct i8_mat *m, const float *X, size_t ldx, float *Y, si
 #endif
     default: gemm_ref(m, a, Y, ldy, n, ep); return;
     }
+}
+
+static void run(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,
+                const struct i8_epilogue *epp, void *scratch, enum path p)
+{
+    if (n < 1)
+        return;
+    quantize_acts(m, X, ldx, n, scratch, p);
+    compute(m, Y, ldy, n, epp, scratch, p);
+}
+
+void i8_gemm_again(const struct i8_mat *m, float *Y, size_t ldy, int n,
+                   const struct i8_epilogue *ep, void *scratch)
+{
+    if (n >= 1)
+        compute(m, Y, ldy, n, ep, scratch, pick());
 }
 
 void i8_gemm(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,

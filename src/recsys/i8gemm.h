@@ -47,6 +47,12 @@ struct i8_epilogue {
 void i8_gemm(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,
              const struct i8_epilogue *ep, void *scratch);
 
+/** The product of another matrix with the same cols with the activations that the previous
+ *  i8_gemm call left quantized in scratch (same X, n and cols: the caller's contract), e.g.
+ *  the K, V and Q projections of one normalised input. */
+void i8_gemm_again(const struct i8_mat *m, float *Y, size_t ldy, int n,
+                   const struct i8_epilogue *ep, void *scratch);
+
 /** The same product with the scalar reference kernel (tests). */
 void i8_gemm_ref(const struct i8_mat *m, const float *X, size_t ldx, float *Y, size_t ldy, int n,
                  const struct i8_epilogue *ep, void *scratch);
