@@ -43,7 +43,8 @@ struct encoder_infer {
     const float *out_norm, *proj_b;
     struct w_mat proj_w;
     size_t kscratch; /* bytes kern_matmul / i8_gemm need for the largest product */
-    float *rope_cos, *rope_sin; /* (max_len, D/2): the rotation of each position and pair */
+    float *rope_cos, *rope_sin;   /* (max_len, D/2): the rotation of each position and pair */
+    float *rope_cdup, *rope_sdup; /* (max_len, D): (cos, cos) and (-sin, sin) per pair */
 };
 
 struct encoder_infer_scratch {
@@ -227,7 +228,9 @@ struct encoder_infer *encoder_infer_load(const char *path, struct err *err)
     const int D = C / c->n_heads, half = D / 2;
     m->rope_cos = malloc((size_t)c->max_len * half * sizeof(float));
     m->rope_sin = malloc((size_t)c->max_len * half * sizeof(float));
-    if (!m->rope_cos || !m->rope_sin) {
+    m->rope_cdup = malloc((size_t)c->max_len * D * sizeof(float));
+    m->rope_sdup = malloc((size_t)c->max_len * D * sizeof(float));
+    if (!m->rope_cos || !m->rope_sin || !m->rope_cdup || !m->rope_sdup) {
         err_set(err, ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -237,6 +240,10 @@ struct encoder_infer *encoder_infer_load(const char *path, struct err *err)
             float ang = (float)t * freq;
             m->rope_cos[(size_t)t * half + i] = cosf(ang);
             m->rope_sin[(size_t)t * half + i] = sinf(ang);
+            m->rope_cdup[(size_t)t * D + 2 * i] = cosf(ang);
+            m->rope_cdup[(size_t)t * D + 2 * i + 1] = cosf(ang);
+            m->rope_sdup[(size_t)t * D + 2 * i] = -sinf(ang);
+            m->rope_sdup[(size_t)t * D + 2 * i + 1] = sinf(ang);
         }
     return m;
 fail:
@@ -263,6 +270,8 @@ void encoder_infer_free(struct encoder_infer *m)
     i8_mat_free(m->proj_w.q);
     free(m->rope_cos);
     free(m->rope_sin);
+    free(m->rope_cdup);
+    free(m->rope_sdup);
     free(m->layers);
     gguf_close(m->f);
     free(m);
@@ -557,8 +566,45 @@ static void rmsnorm(float *out, const float *x, const float *w, int N, int C, fl
     ops_rmsnorm_forward(out, NULL, x, w, N, C, eps);
 }
 
+#ifdef HAVE_ATTN512
+/* kern_dequantize_row for Q8_0 (f16 scale + 32 int8 per 34-byte block), 16 lanes at a time;
+ * the same products d * q as the reference, so the same floats. */
+__attribute__((target("avx512f,f16c"))) static void dequant_q8_0_512(const uint8_t *row, float *y,
+                                                                     int n)
+{
+    for (int b = 0; b < n / 32; b++) {
+        const uint8_t *blk = row + (size_t)b * 34;
+        uint16_t h;
+        memcpy(&h, blk, 2);
+        const __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
+        const __m128i q0 = _mm_loadu_si128((const __m128i *)(blk + 2));
+        const __m128i q1 = _mm_loadu_si128((const __m128i *)(blk + 18));
+        _mm512_storeu_ps(y + b * 32, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0))));
+        _mm512_storeu_ps(y + b * 32 + 16,
+                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1))));
+    }
+}
+#endif
+
+/* One embedding row into f32. */
+static void embed_row(enum ggml_type t, const char *row, float *y, int C)
+{
+    if (t == GGML_TYPE_F32) {
+        memcpy(y, row, (size_t)C * sizeof(float));
+        return;
+    }
+#ifdef HAVE_ATTN512
+    if (t == GGML_TYPE_Q8_0 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("f16c")) {
+        dequant_q8_0_512((const uint8_t *)row, y, C);
+        return;
+    }
+#endif
+    kern_dequantize_row(t, row, y, C);
+}
+
 /* ops_rope_forward for rows at positions p0, p0+1, ... with the load-time angle table. */
-static void rope(const struct encoder_infer *m, float *x, int p0, int N, int H, int D)
+static void rope_ref(const struct encoder_infer *m, float *x, int p0, int N, int H, int D)
 {
     const int half = D / 2;
     for (int n = 0; n < N; n++) {
@@ -573,6 +619,39 @@ static void rope(const struct encoder_infer *m, float *x, int p0, int N, int H, 
             }
         }
     }
+}
+
+#ifdef HAVE_ATTN512
+/* rope_ref on 8 pairs per vector: v * (c, c) + swap(v) * (-s, s), with the angle table
+ * expanded to one (cos, cos) / (-sin, sin) entry per element at load. Needs D % 16 == 0. */
+__attribute__((target("avx512f"))) static void rope_512(const struct encoder_infer *m, float *x,
+                                                        int p0, int N, int H, int D)
+{
+    for (int n = 0; n < N; n++) {
+        const float *cd = m->rope_cdup + (size_t)(p0 + n) * D;
+        const float *sd = m->rope_sdup + (size_t)(p0 + n) * D;
+        for (int h = 0; h < H; h++) {
+            float *v = x + ((size_t)n * H + h) * D;
+            for (int e = 0; e < D; e += 16) {
+                const __m512 a = _mm512_loadu_ps(v + e);
+                const __m512 sw = _mm512_permute_ps(a, 0xB1); /* (v1, v0) per pair */
+                _mm512_storeu_ps(v + e, _mm512_fmadd_ps(sw, _mm512_loadu_ps(sd + e),
+                                                        _mm512_mul_ps(a, _mm512_loadu_ps(cd + e))));
+            }
+        }
+    }
+}
+#endif
+
+static void rope(const struct encoder_infer *m, float *x, int p0, int N, int H, int D)
+{
+#ifdef HAVE_ATTN512
+    if (D % 16 == 0 && __builtin_cpu_supports("avx512f")) {
+        rope_512(m, x, p0, N, H, D);
+        return;
+    }
+#endif
+    rope_ref(m, x, p0, N, H, D);
 }
 
 static void attend(struct encoder_infer_scratch *s, float *out, const float *q, const float *k,
@@ -604,10 +683,7 @@ int encoder_infer_user(const struct encoder_infer *m, struct encoder_infer_scrat
         if (id == 0 || id > (uint32_t)c->n_items)
             return err_set(err, ERR_INVALID, "encoder: item id %u outside 1..%d", id, c->n_items);
         const char *row = (const char *)m->tok_emb.data + (size_t)id * emb_row;
-        if (m->tok_emb.type == GGML_TYPE_F32)
-            memcpy(s->x + (size_t)t * C, row, (size_t)C * sizeof(float));
-        else
-            kern_dequantize_row(m->tok_emb.type, row, s->x + (size_t)t * C, C);
+        embed_row(m->tok_emb.type, row, s->x + (size_t)t * C, C);
     }
     for (int l = 0; l < L; l++) {
         const struct infer_layer *w = &m->layers[l];
