@@ -59,7 +59,8 @@ struct rec_service {
 static _Thread_local int tl_io_slot = -1;
 static _Thread_local bool tl_niced;
 
-/* Lowers the calling worker thread's priority once (Linux: nice is per thread), so that on a
+/* Lowers the calling worker thread's priority once by worker_nice (its nice value becomes the
+ * process's plus worker_nice, at most 19; Linux: nice is per thread), so that on a
  * machine with as many busy workers as cores the I/O threads still answer cache hits
  * promptly. Failure only costs that preference. */
 static void worker_nice_once(const struct rec_service *rs)
@@ -67,7 +68,13 @@ static void worker_nice_once(const struct rec_service *rs)
     if (tl_niced || rs->worker_nice <= 0)
         return;
     tl_niced = true;
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), rs->worker_nice) != 0)
+    const id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, tid);
+    if (cur == -1 && errno != 0)
+        cur = 0;
+    int want = cur + rs->worker_nice > 19 ? 19 : cur + rs->worker_nice;
+    if (setpriority(PRIO_PROCESS, tid, want) != 0)
         log_warn("nanorec", "--worker-nice %d: %s", rs->worker_nice, strerror(errno));
 }
 
