@@ -3,13 +3,13 @@
 # requests for users 1-1000, 30 % for other users, k = 10), wrk on the same machine.
 #  1. builds the benchmark artifact set if missing (bench/rec_synth: ml-20m's 27,278 movies,
 #     20,000 synthetic users, an encoder of the reference's size, HNSW index);
-#  2. starts `nanorec serve` (SERVE_ARGS: by default 2 workers at nice 10, 1 I/O thread),
+#  2. starts `nanorec serve` (SERVE_ARGS: by default 2 workers at nice 10, 2 I/O threads),
 #     warms the cache for users 1-1000;
 #  3. runs wrk for DURATION seconds per configuration (in-process cache, then Redis if
 #     redis-server exists), reads /metrics before and after for the server-side breakdown;
 #  4. writes var/bench-serve/results.md and the latency plot docs/img/nanorec_serve_latency.png.
 #   BUILD=build DATA=../shared/data DURATION=30 CONNECTIONS=16 scripts/bench_serve.sh
-# SERVE_ARGS overrides the server layout ("--workers 2 --threads 1 --worker-nice 10": with wrk
+# SERVE_ARGS overrides the server layout ("--workers 2 --threads 2 --worker-nice 10": with wrk
 # on the same two cores, niced workers let the I/O thread answer cache hits first).
 set -euo pipefail
 BUILD="${BUILD:-build}"
@@ -17,7 +17,7 @@ DATA="${DATA:-../shared/data}"
 DURATION="${DURATION:-30}"
 CONNECTIONS="${CONNECTIONS:-16}"
 PORT="${PORT:-18231}"
-SERVE_ARGS="${SERVE_ARGS:---workers 2 --threads 1 --worker-nice 10}"
+SERVE_ARGS="${SERVE_ARGS:---workers 2 --threads 2 --worker-nice 10}"
 LOAD_BEFORE="$(cut -d" " -f1-3 /proc/loadavg)"
 OUTD=var/bench-serve
 ART="$OUTD/artifacts"
