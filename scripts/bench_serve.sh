@@ -3,17 +3,22 @@
 # requests for users 1-1000, 30 % for other users, k = 10), wrk on the same machine.
 #  1. builds the benchmark artifact set if missing (bench/rec_synth: ml-20m's 27,278 movies,
 #     20,000 synthetic users, an encoder of the reference's size, HNSW index);
-#  2. starts `nanorec serve` (2 workers, 2 I/O threads), warms the cache for users 1-1000;
+#  2. starts `nanorec serve` (SERVE_ARGS: by default 2 workers at nice 10, 2 I/O threads),
+#     warms the cache for users 1-1000;
 #  3. runs wrk for DURATION seconds per configuration (in-process cache, then Redis if
 #     redis-server exists), reads /metrics before and after for the server-side breakdown;
 #  4. writes var/bench-serve/results.md and the latency plot docs/img/nanorec_serve_latency.png.
 #   BUILD=build DATA=../shared/data DURATION=30 CONNECTIONS=16 scripts/bench_serve.sh
+# SERVE_ARGS overrides the server layout ("--workers 2 --threads 2 --worker-nice 10": with wrk
+# on the same two cores, niced workers let the I/O thread answer cache hits first).
 set -euo pipefail
 BUILD="${BUILD:-build}"
 DATA="${DATA:-../shared/data}"
 DURATION="${DURATION:-30}"
 CONNECTIONS="${CONNECTIONS:-16}"
 PORT="${PORT:-18231}"
+SERVE_ARGS="${SERVE_ARGS:---workers 2 --threads 2 --worker-nice 10}"
+LOAD_BEFORE="$(cut -d" " -f1-3 /proc/loadavg)"
 OUTD=var/bench-serve
 ART="$OUTD/artifacts"
 mkdir -p "$OUTD" docs/img
@@ -32,7 +37,7 @@ trap cleanup EXIT
 
 start_server() { # extra args...
   rm -f "$OUTD/events.log"
-  NR_LOG=warn "$BUILD/nanorec" serve --artifacts "$ART" --port "$PORT" --workers 2 --threads 2 \
+  NR_LOG=warn "$BUILD/nanorec" serve --artifacts "$ART" --port "$PORT" $SERVE_ARGS \
     --queue 1024 --events "$OUTD/events.log" "$@" >"$OUTD/server.out" 2>"$OUTD/server.log" &
   srv=$!
   for _ in $(seq 100); do
@@ -99,6 +104,7 @@ ${plot%,}
 GP
 {
   echo "## nanorec serve load test ($(date -u +%F), $(nproc) cores, ${DURATION} s per run)"
+  echo "server: nanorec serve $SERVE_ARGS; load average before: ${LOAD_BEFORE:-$(cut -d' ' -f1-3 /proc/loadavg)}"
   for l in "${labels[@]}"; do
     echo
     echo "### $l cache"

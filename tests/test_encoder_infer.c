@@ -1,5 +1,5 @@
 /* The serving encoder (recsys/encoder_infer.h) against the training forward: same user vector
- * from the f32 file (tight tolerance) and from its Q8_0 copy (cosine > 0.99), history
+ * from the f32 file (tight tolerance) and from its Q8_0 copy (cosine > 0.998), history
  * truncation to max_len, and input errors. */
 #include <math.h>
 #include <stdio.h>
@@ -128,7 +128,7 @@ static void test_q8_close_to_training_forward(void **state)
     assert_non_null(m);
     assert_string_equal(encoder_infer_weight_type(m), "q8_0");
     encoder_infer_free(m);
-    check_file(f, f->q8, 0.99, 1.0f);
+    check_file(f, f->q8, 0.998, 0.05f); /* W8A8 repack of Q8_0: cosine ~0.9995 */
 }
 
 /* head_dim 24 (not a multiple of 16) takes the scalar attention reference instead of the

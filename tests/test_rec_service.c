@@ -7,6 +7,7 @@
  * and persists across a restart; Redis killed mid-test and answers keep coming (and the
  * cache comes back with Redis); malformed and oversized bodies; a reload under load loses no
  * request and changes the model version. */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -46,6 +48,7 @@ struct fix {
     struct child srv;
     struct redis_fixture redis;
     bool redis_on;
+    const char *extra[2]; /* one more option and its value for the next spawn, or NULL */
 };
 
 static void sleep_ms(int ms)
@@ -166,6 +169,8 @@ static int spawn(struct fix *f, const char *redis_url)
         close(pfd[0]);
         close(pfd[1]);
         setenv("NR_LOG", "warn", 1);
+        if (f->extra[0] && !strcmp(f->extra[0], "--worker-nice"))
+            (void)setpriority(PRIO_PROCESS, 0, 0); /* undo `nice make check` where allowed */
         const char *argv[24] = {bin, "serve", "--port", "0", "--web", "web/nanorec",
                                 "--workers", "2", "--artifacts", f->art, "--events",
                                 f->events, "--max-body", "65536", "--cache-ttl", "60"};
@@ -173,6 +178,10 @@ static int spawn(struct fix *f, const char *redis_url)
         if (redis_url) {
             argv[a++] = "--redis";
             argv[a++] = redis_url;
+        }
+        if (f->extra[0]) {
+            argv[a++] = f->extra[0];
+            argv[a++] = f->extra[1];
         }
         argv[a] = NULL;
         execv(bin, (char *const *)argv);
@@ -507,6 +516,76 @@ static void test_cache_and_events(void **state)
     jv_free(v);
 }
 
+/* The nice value of each thread of pid (field 19 of /proc/PID/task/TID/stat): counts of
+ * threads at `want` and at `base`. */
+static void thread_nices(pid_t pid, int want, int base, int *n_want, int *n_base)
+{
+    *n_want = *n_base = 0;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[400], buf[1024];
+        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, fp);
+        fclose(fp);
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')'); /* after the command name; fields 3.. follow */
+        int field = 2, nice = -100;
+        for (; p && *p; p++)
+            if (*p == ' ' && ++field == 19) {
+                nice = atoi(p + 1);
+                break;
+            }
+        *n_want += nice == want;
+        *n_base += nice == base;
+    }
+    closedir(d);
+}
+
+/* --worker-nice: after cold-path answers the compute workers run 7 nice levels below the other
+ * threads (I/O, main); answers are unchanged, and SIGTERM still stops the server gracefully
+ * (exit status 0). */
+static void test_worker_nice(void **state)
+{
+    struct fix *f = *state;
+    f->extra[0] = "--worker-nice";
+    f->extra[1] = "7";
+    int rc = spawn(f, NULL);
+    f->extra[0] = f->extra[1] = NULL;
+    assert_int_equal(rc, 0);
+    int st;
+    for (int u = 1; u <= 8; u++) { /* both workers take some (cold, distinct users) */
+        char body[64];
+        snprintf(body, sizeof body, "{\"user_id\":%d,\"k\":3}", u);
+        struct jv *v = post(f, "/recommend", body, &st);
+        assert_int_equal(st, 200);
+        assert_string_equal(str(v, "mode"), "model");
+        jv_free(v);
+    }
+    errno = 0;
+    int base = getpriority(PRIO_PROCESS, (id_t)f->srv.pid); /* the main thread's */
+    assert_false(base == -1 && errno != 0);
+    if (base + 7 <= 19) {
+        int nw = 0, nb = 0;
+        thread_nices(f->srv.pid, base + 7, base, &nw, &nb);
+        print_message("  threads at nice %d: %d, at %d: %d\n", base + 7, nw, base, nb);
+        assert_true(nw >= 1 && nw <= 2); /* the workers that took a job */
+        assert_true(nb >= 2);            /* main and the I/O thread(s) */
+    } else {
+        print_message("  server runs at nice %d: no room to check the workers' priority\n", base);
+    }
+    assert_int_equal(stop(f), 0);
+}
+
 static bool metric_has(struct fix *f, const char *needle)
 {
     int st;
@@ -749,6 +828,7 @@ int main(void)
         cmocka_unit_test_teardown(test_no_seen_and_k, teardown_srv),
         cmocka_unit_test_teardown(test_fallback_and_history, teardown_srv),
         cmocka_unit_test_teardown(test_cache_and_events, teardown_srv),
+        cmocka_unit_test_teardown(test_worker_nice, teardown_srv),
         cmocka_unit_test_teardown(test_redis, teardown_srv),
         cmocka_unit_test_teardown(test_bad_bodies, teardown_srv),
         cmocka_unit_test_teardown(test_reload_under_load, teardown_srv),

@@ -15,16 +15,19 @@
 #include "engine/kernels.h"
 #include "engine/ops.h"
 #include "engine/ops_backward.h"
+#include "recsys/i8gemm.h"
 
 #define ARCH "nanorec.encoder"
 #define KEY(k) ARCH "." k
 #define L2_EPS 1e-6f
 
-/* A weight matrix as stored: rows x cols of `type`, memory-mapped. */
+/* A weight matrix as stored: rows x cols of `type`, memory-mapped; for a quantized file also
+ * its packed W8A8 copy (i8gemm.h), which is what the forward multiplies with. */
 struct w_mat {
     enum ggml_type type;
     const void *data;
     int rows, cols;
+    struct i8_mat *q;
 };
 
 struct infer_layer {
@@ -39,14 +42,15 @@ struct encoder_infer {
     struct infer_layer *layers;
     const float *out_norm, *proj_b;
     struct w_mat proj_w;
-    size_t kscratch; /* bytes kern_matmul needs for the largest product */
+    size_t kscratch; /* bytes kern_matmul / i8_gemm need for the largest product */
+    float *rope_cos, *rope_sin;   /* (max_len, D/2): the rotation of each position and pair */
+    float *rope_cdup, *rope_sdup; /* (max_len, D): (cos, cos) and (-sin, sin) per pair */
 };
 
 struct encoder_infer_scratch {
     int cap; /* rows (max_len) */
     float *x, *ln, *q, *k, *v, *y, *tmp, *g, *u, *att;
     float *kt, *vh; /* one head's keys transposed (D, Tp) and values (T, D) */
-    int *pos;
     void *kscratch;
 };
 
@@ -106,6 +110,37 @@ static int find_vec(const struct gguf_file *f, const char *name, int n, const fl
     if (m.type != GGML_TYPE_F32)
         return err_set(err, ERR_UNSUPPORTED, "tensor '%s' must be f32", name);
     *out = m.data;
+    return 0;
+}
+
+/* A quantized matrix gets its W8A8 copy (dequantized rows requantized with one scale per
+ * row): the Q8_0 kernels spend more time converting per-block scales than multiplying, the
+ * packed VNNI product is ~4x faster. f32 matrices stay exact (kern_matmul). */
+static int pack_mat(struct w_mat *w, const char *name, size_t *kscratch, int max_n,
+                    struct err *err)
+{
+    if (w->type == GGML_TYPE_F32) {
+        size_t need = kern_scratch_size(w->type, w->cols, max_n);
+        *kscratch = need > *kscratch ? need : *kscratch;
+        return 0;
+    }
+    float *tmp = malloc((size_t)w->rows * w->cols * sizeof(float));
+    if (!tmp)
+        return err_set(err, ERR_NOMEM, "out of memory unpacking '%s'", name);
+    const size_t rb = ggml_row_size(w->type, (uint64_t)w->cols);
+    for (int r = 0; r < w->rows; r++)
+        if (kern_dequantize_row(w->type, (const char *)w->data + (size_t)r * rb,
+                                tmp + (size_t)r * w->cols, w->cols)) {
+            free(tmp);
+            return err_set(err, ERR_UNSUPPORTED, "tensor '%s': cannot dequantize %s", name,
+                           ggml_type_name(w->type) ? ggml_type_name(w->type) : "?");
+        }
+    w->q = i8_mat_new(tmp, w->rows, w->cols, (size_t)w->cols);
+    free(tmp);
+    if (!w->q)
+        return err_set(err, ERR_NOMEM, "out of memory packing '%s'", name);
+    size_t need = i8_gemm_scratch_size(w->cols, max_n);
+    *kscratch = need > *kscratch ? need : *kscratch;
     return 0;
 }
 
@@ -173,12 +208,12 @@ struct encoder_infer *encoder_infer_load(const char *path, struct err *err)
         MAT(w_gate, "ffn_gate.weight", F, C);
         MAT(w_up, "ffn_up.weight", F, C);
         MAT(w_down, "ffn_down.weight", C, F);
-        const struct w_mat *all[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo,
-                                     &ly->w_gate, &ly->w_up, &ly->w_down};
+        struct w_mat *all[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo,
+                               &ly->w_gate, &ly->w_up, &ly->w_down};
         for (int i = 0; i < 7; i++) {
-            size_t need = kern_scratch_size(all[i]->type, all[i]->cols, c->max_len);
-            if (need > m->kscratch)
-                m->kscratch = need;
+            snprintf(nm, sizeof nm, "blk.%d", l);
+            if (pack_mat(all[i], nm, &m->kscratch, c->max_len, err))
+                goto fail;
         }
     }
 #undef MAT
@@ -187,9 +222,29 @@ struct encoder_infer *encoder_infer_load(const char *path, struct err *err)
         find_tensor(m->f, "proj.weight", C, C, &m->proj_w, err) ||
         find_vec(m->f, "proj.bias", C, &m->proj_b, err))
         goto fail;
-    size_t need = kern_scratch_size(m->proj_w.type, C, 1);
-    if (need > m->kscratch)
-        m->kscratch = need;
+    if (pack_mat(&m->proj_w, "proj.weight", &m->kscratch, 1, err))
+        goto fail;
+    /* RoPE angles as ops_rope_forward computes them, once instead of per call */
+    const int D = C / c->n_heads, half = D / 2;
+    m->rope_cos = malloc((size_t)c->max_len * half * sizeof(float));
+    m->rope_sin = malloc((size_t)c->max_len * half * sizeof(float));
+    m->rope_cdup = malloc((size_t)c->max_len * D * sizeof(float));
+    m->rope_sdup = malloc((size_t)c->max_len * D * sizeof(float));
+    if (!m->rope_cos || !m->rope_sin || !m->rope_cdup || !m->rope_sdup) {
+        err_set(err, ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int t = 0; t < c->max_len; t++)
+        for (int i = 0; i < half; i++) {
+            float freq = powf(c->rope_theta, -(float)(2 * i) / (float)D);
+            float ang = (float)t * freq;
+            m->rope_cos[(size_t)t * half + i] = cosf(ang);
+            m->rope_sin[(size_t)t * half + i] = sinf(ang);
+            m->rope_cdup[(size_t)t * D + 2 * i] = cosf(ang);
+            m->rope_cdup[(size_t)t * D + 2 * i + 1] = cosf(ang);
+            m->rope_sdup[(size_t)t * D + 2 * i] = -sinf(ang);
+            m->rope_sdup[(size_t)t * D + 2 * i + 1] = sinf(ang);
+        }
     return m;
 fail:
     err_prefix(err, "loading encoder %s", path);
@@ -201,6 +256,22 @@ void encoder_infer_free(struct encoder_infer *m)
 {
     if (!m)
         return;
+    if (m->layers)
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            struct infer_layer *ly = &m->layers[l];
+            i8_mat_free(ly->wq.q);
+            i8_mat_free(ly->wk.q);
+            i8_mat_free(ly->wv.q);
+            i8_mat_free(ly->wo.q);
+            i8_mat_free(ly->w_gate.q);
+            i8_mat_free(ly->w_up.q);
+            i8_mat_free(ly->w_down.q);
+        }
+    i8_mat_free(m->proj_w.q);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    free(m->rope_cdup);
+    free(m->rope_sdup);
     free(m->layers);
     gguf_close(m->f);
     free(m);
@@ -235,14 +306,11 @@ struct encoder_infer_scratch *encoder_infer_scratch_new(const struct encoder_inf
     ok = ok && (s->att = calloc(Tp, sizeof(float))) != NULL;
     ok = ok && (s->kt = calloc(D * Tp, sizeof(float))) != NULL;
     ok = ok && (s->vh = malloc(T * D * sizeof(float))) != NULL;
-    ok = ok && (s->pos = malloc(T * sizeof(int))) != NULL;
     ok = ok && (s->kscratch = malloc(m->kscratch ? m->kscratch : 1)) != NULL;
     if (!ok) {
         encoder_infer_scratch_free(s);
         return NULL;
     }
-    for (int t = 0; t < s->cap; t++)
-        s->pos[t] = t;
     return s;
 }
 
@@ -262,7 +330,6 @@ void encoder_infer_scratch_free(struct encoder_infer_scratch *s)
     free(s->att);
     free(s->kt);
     free(s->vh);
-    free(s->pos);
     free(s->kscratch);
     free(s);
 }
@@ -272,6 +339,11 @@ void encoder_infer_scratch_free(struct encoder_infer_scratch *s)
 static void linear(const struct w_mat *w, const float *X, float *Y, const float *bias, int n,
                    void *kscratch)
 {
+    if (w->q) {
+        i8_gemm(w->q, X, (size_t)w->cols, Y, (size_t)w->rows, n, &(struct i8_epilogue){.bias = bias},
+                kscratch);
+        return;
+    }
     kern_matmul(w->type, w->data, X, Y, w->rows, w->cols, n, kscratch, NULL);
     if (bias)
         for (int i = 0; i < n; i++)
@@ -355,36 +427,232 @@ __attribute__((target("avx512f"))) static void attend_512(float *out, float *sc,
         for (int i = 0; i < nt; i++) {
             const int t = t0 + i, nb = (t + 16) / 16;
             const float *qh = q + (size_t)i * C + h * D;
-            for (int b = 0; b < nb; b++) {
+            /* scores: four blocks of 16 keys at a time, so four FMA chains are in flight
+             * (one chain over D is bound by the FMA latency) */
+            int b = 0;
+            for (; b + 4 <= nb; b += 4) {
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                const float *kb = kt + (size_t)b * 16;
+                for (int e = 0; e < D; e++) {
+                    const __m512 qe = _mm512_set1_ps(qh[e]);
+                    const float *ke = kb + (size_t)e * Tp;
+                    a0 = _mm512_fmadd_ps(qe, _mm512_loadu_ps(ke), a0);
+                    a1 = _mm512_fmadd_ps(qe, _mm512_loadu_ps(ke + 16), a1);
+                    a2 = _mm512_fmadd_ps(qe, _mm512_loadu_ps(ke + 32), a2);
+                    a3 = _mm512_fmadd_ps(qe, _mm512_loadu_ps(ke + 48), a3);
+                }
+                const __m512 sv = _mm512_set1_ps(scale);
+                _mm512_storeu_ps(sc + b * 16, _mm512_mul_ps(a0, sv));
+                _mm512_storeu_ps(sc + b * 16 + 16, _mm512_mul_ps(a1, sv));
+                _mm512_storeu_ps(sc + b * 16 + 32, _mm512_mul_ps(a2, sv));
+                _mm512_storeu_ps(sc + b * 16 + 48, _mm512_mul_ps(a3, sv));
+            }
+            for (; b < nb; b++) {
                 __m512 acc = _mm512_setzero_ps();
                 for (int e = 0; e < D; e++)
                     acc = _mm512_fmadd_ps(_mm512_set1_ps(qh[e]),
                                           _mm512_loadu_ps(kt + (size_t)e * Tp + b * 16), acc);
                 _mm512_storeu_ps(sc + b * 16, _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
             }
-            float m = sc[0];
-            for (int j = 1; j <= t; j++)
-                m = sc[j] > m ? sc[j] : m;
-            for (int b = 0; b < nb; b++)
-                _mm512_storeu_ps(sc + b * 16,
-                                 exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + b * 16),
-                                                     _mm512_set1_ps(m))));
-            float sum = 0.0f;
-            for (int j = 0; j <= t; j++)
-                sum += sc[j];
-            const __m512 inv = _mm512_set1_ps(1.0f / sum);
+            /* max and sum over keys 0..t as vectors (scalar loops are one long dependency
+             * chain); the last block's lanes past t are masked out */
+            const __mmask16 last = (__mmask16)(0xFFFFu >> (15 - t % 16));
+            __m512 mv = _mm512_set1_ps(-INFINITY);
+            for (b = 0; b + 1 < nb; b++)
+                mv = _mm512_max_ps(mv, _mm512_loadu_ps(sc + b * 16));
+            mv = _mm512_mask_max_ps(mv, last, mv, _mm512_loadu_ps(sc + b * 16));
+            const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+            __m512 sv = _mm512_setzero_ps();
+            for (b = 0; b < nb; b++) {
+                __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + b * 16), m));
+                _mm512_storeu_ps(sc + b * 16, e);
+                sv = b + 1 < nb ? _mm512_add_ps(sv, e) : _mm512_mask_add_ps(sv, last, sv, e);
+            }
+            const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sv));
             float *oh = out + (size_t)i * C + h * D;
             for (int dv = 0; dv < DV; dv++) {
-                __m512 acc = _mm512_setzero_ps();
-                for (int j = 0; j <= t; j++)
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]),
-                                          _mm512_loadu_ps(vh + (size_t)j * D + dv * 16), acc);
+                /* four chains over the keys, summed at the end */
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                const float *vd = vh + dv * 16;
+                int j = 0;
+                for (; j + 3 <= t; j += 4) {
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), _mm512_loadu_ps(vd + (size_t)j * D), a0);
+                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j + 1]),
+                                         _mm512_loadu_ps(vd + (size_t)(j + 1) * D), a1);
+                    a2 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j + 2]),
+                                         _mm512_loadu_ps(vd + (size_t)(j + 2) * D), a2);
+                    a3 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j + 3]),
+                                         _mm512_loadu_ps(vd + (size_t)(j + 3) * D), a3);
+                }
+                for (; j <= t; j++)
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(sc[j]), _mm512_loadu_ps(vd + (size_t)j * D), a0);
+                const __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
                 _mm512_storeu_ps(oh + dv * 16, _mm512_mul_ps(acc, inv));
             }
         }
     }
 }
+
+/* out = silu(g) * u over n values: ops_swiglu_forward with exp16 (silu(z) = z / (1 + e^-z),
+ * computed from e = exp(-|z|) <= 1 so that nothing overflows). */
+__attribute__((target("avx512f"))) static void swiglu_512(float *out, const float *g,
+                                                          const float *u, size_t n)
+{
+    size_t i = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 z = _mm512_loadu_ps(g + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(z)));
+        __m512 r = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        __mmask16 neg = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
+        __m512 sig = _mm512_mask_mul_ps(r, neg, e, r);
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(z, sig), _mm512_loadu_ps(u + i)));
+    }
+    if (i < n)
+        ops_swiglu_forward(out + i, g + i, u + i, 1, (int)(n - i));
+}
 #endif
+
+static void swiglu(float *out, const float *g, const float *u, int N, int F)
+{
+#ifdef HAVE_ATTN512
+    if (__builtin_cpu_supports("avx512f")) {
+        swiglu_512(out, g, u, (size_t)N * F);
+        return;
+    }
+#endif
+    ops_swiglu_forward(out, g, u, N, F);
+}
+
+#ifdef HAVE_ATTN512
+/* ops_rmsnorm_forward with the sum of squares in 16 float lanes (the reference accumulates
+ * one double chain); for the encoder's widths (C of a few hundred) the difference is ~1e-7. */
+__attribute__((target("avx512f"))) static void rmsnorm_512(float *out, const float *x,
+                                                           const float *w, int N, int C,
+                                                           float eps)
+{
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        int c = 0;
+        for (; c + 32 <= C; c += 32) {
+            const __m512 v0 = _mm512_loadu_ps(xr + c), v1 = _mm512_loadu_ps(xr + c + 16);
+            a0 = _mm512_fmadd_ps(v0, v0, a0);
+            a1 = _mm512_fmadd_ps(v1, v1, a1);
+        }
+        float ss = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        for (; c < C; c++)
+            ss += xr[c] * xr[c];
+        const float r = 1.0f / sqrtf(ss / (float)C + eps);
+        const __m512 rv = _mm512_set1_ps(r);
+        for (c = 0; c + 16 <= C; c += 16)
+            _mm512_storeu_ps(o + c, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(xr + c), rv),
+                                                  _mm512_loadu_ps(w + c)));
+        for (; c < C; c++)
+            o[c] = xr[c] * r * w[c];
+    }
+}
+#endif
+
+static void rmsnorm(float *out, const float *x, const float *w, int N, int C, float eps)
+{
+#ifdef HAVE_ATTN512
+    if (__builtin_cpu_supports("avx512f")) {
+        rmsnorm_512(out, x, w, N, C, eps);
+        return;
+    }
+#endif
+    ops_rmsnorm_forward(out, NULL, x, w, N, C, eps);
+}
+
+#ifdef HAVE_ATTN512
+/* kern_dequantize_row for Q8_0 (f16 scale + 32 int8 per 34-byte block), 16 lanes at a time;
+ * the same products d * q as the reference, so the same floats. */
+__attribute__((target("avx512f,f16c"))) static void dequant_q8_0_512(const uint8_t *row, float *y,
+                                                                     int n)
+{
+    for (int b = 0; b < n / 32; b++) {
+        const uint8_t *blk = row + (size_t)b * 34;
+        uint16_t h;
+        memcpy(&h, blk, 2);
+        const __m512 d = _mm512_set1_ps(_cvtsh_ss(h));
+        const __m128i q0 = _mm_loadu_si128((const __m128i *)(blk + 2));
+        const __m128i q1 = _mm_loadu_si128((const __m128i *)(blk + 18));
+        _mm512_storeu_ps(y + b * 32, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0))));
+        _mm512_storeu_ps(y + b * 32 + 16,
+                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1))));
+    }
+}
+#endif
+
+/* One embedding row into f32. */
+static void embed_row(enum ggml_type t, const char *row, float *y, int C)
+{
+    if (t == GGML_TYPE_F32) {
+        memcpy(y, row, (size_t)C * sizeof(float));
+        return;
+    }
+#ifdef HAVE_ATTN512
+    if (t == GGML_TYPE_Q8_0 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("f16c")) {
+        dequant_q8_0_512((const uint8_t *)row, y, C);
+        return;
+    }
+#endif
+    kern_dequantize_row(t, row, y, C);
+}
+
+/* ops_rope_forward for rows at positions p0, p0+1, ... with the load-time angle table. */
+static void rope_ref(const struct encoder_infer *m, float *x, int p0, int N, int H, int D)
+{
+    const int half = D / 2;
+    for (int n = 0; n < N; n++) {
+        const float *cs = m->rope_cos + (size_t)(p0 + n) * half;
+        const float *sn = m->rope_sin + (size_t)(p0 + n) * half;
+        for (int h = 0; h < H; h++) {
+            float *v = x + ((size_t)n * H + h) * D;
+            for (int i = 0; i < half; i++) {
+                const float v0 = v[2 * i], v1 = v[2 * i + 1];
+                v[2 * i] = v0 * cs[i] - v1 * sn[i];
+                v[2 * i + 1] = v0 * sn[i] + v1 * cs[i];
+            }
+        }
+    }
+}
+
+#ifdef HAVE_ATTN512
+/* rope_ref on 8 pairs per vector: v * (c, c) + swap(v) * (-s, s), with the angle table
+ * expanded to one (cos, cos) / (-sin, sin) entry per element at load. Needs D % 16 == 0. */
+__attribute__((target("avx512f"))) static void rope_512(const struct encoder_infer *m, float *x,
+                                                        int p0, int N, int H, int D)
+{
+    for (int n = 0; n < N; n++) {
+        const float *cd = m->rope_cdup + (size_t)(p0 + n) * D;
+        const float *sd = m->rope_sdup + (size_t)(p0 + n) * D;
+        for (int h = 0; h < H; h++) {
+            float *v = x + ((size_t)n * H + h) * D;
+            for (int e = 0; e < D; e += 16) {
+                const __m512 a = _mm512_loadu_ps(v + e);
+                const __m512 sw = _mm512_permute_ps(a, 0xB1); /* (v1, v0) per pair */
+                _mm512_storeu_ps(v + e, _mm512_fmadd_ps(sw, _mm512_loadu_ps(sd + e),
+                                                        _mm512_mul_ps(a, _mm512_loadu_ps(cd + e))));
+            }
+        }
+    }
+}
+#endif
+
+static void rope(const struct encoder_infer *m, float *x, int p0, int N, int H, int D)
+{
+#ifdef HAVE_ATTN512
+    if (D % 16 == 0 && __builtin_cpu_supports("avx512f")) {
+        rope_512(m, x, p0, N, H, D);
+        return;
+    }
+#endif
+    rope_ref(m, x, p0, N, H, D);
+}
 
 static void attend(struct encoder_infer_scratch *s, float *out, const float *q, const float *k,
                    const float *v, int t0, int nt, int H, int D)
@@ -415,37 +683,45 @@ int encoder_infer_user(const struct encoder_infer *m, struct encoder_infer_scrat
         if (id == 0 || id > (uint32_t)c->n_items)
             return err_set(err, ERR_INVALID, "encoder: item id %u outside 1..%d", id, c->n_items);
         const char *row = (const char *)m->tok_emb.data + (size_t)id * emb_row;
-        if (m->tok_emb.type == GGML_TYPE_F32)
-            memcpy(s->x + (size_t)t * C, row, (size_t)C * sizeof(float));
-        else
-            kern_dequantize_row(m->tok_emb.type, row, s->x + (size_t)t * C, C);
+        embed_row(m->tok_emb.type, row, s->x + (size_t)t * C, C);
     }
     for (int l = 0; l < L; l++) {
         const struct infer_layer *w = &m->layers[l];
         const bool last = l == L - 1;
         /* rows whose outputs are needed: all of them, or only the last in the last layer */
         const int r0 = last ? n - 1 : 0, nr = n - r0;
-        ops_rmsnorm_forward(s->ln, NULL, s->x, w->attn_norm, n, C, c->norm_eps);
-        linear(&w->wk, s->ln, s->k, w->bk, n, s->kscratch);
-        linear(&w->wv, s->ln, s->v, w->bv, n, s->kscratch);
-        linear(&w->wq, s->ln + (size_t)r0 * C, s->q, w->bq, nr, s->kscratch);
-        ops_rope_forward(s->k, s->pos, n, H, D, c->rope_theta);
-        ops_rope_forward(s->q, s->pos + r0, nr, H, D, c->rope_theta);
+        rmsnorm(s->ln, s->x, w->attn_norm, n, C, c->norm_eps);
+        if (w->wk.q && w->wv.q && w->wq.q && !last) { /* one quantization of ln for K, V, Q */
+            linear(&w->wk, s->ln, s->k, w->bk, n, s->kscratch);
+            i8_gemm_again(w->wv.q, s->v, (size_t)C, n, &(struct i8_epilogue){.bias = w->bv},
+                          s->kscratch);
+            i8_gemm_again(w->wq.q, s->q, (size_t)C, n, &(struct i8_epilogue){.bias = w->bq},
+                          s->kscratch);
+        } else {
+            linear(&w->wk, s->ln, s->k, w->bk, n, s->kscratch);
+            linear(&w->wv, s->ln, s->v, w->bv, n, s->kscratch);
+            linear(&w->wq, s->ln + (size_t)r0 * C, s->q, w->bq, nr, s->kscratch);
+        }
+        rope(m, s->k, 0, n, H, D);
+        rope(m, s->q, r0, nr, H, D);
         attend(s, s->y, s->q, s->k, s->v, r0, nr, H, D);
         float *xr = s->x + (size_t)r0 * C;
         linear(&w->wo, s->y, s->tmp, w->bo, nr, s->kscratch);
         for (size_t i = 0; i < (size_t)nr * C; i++)
             xr[i] += s->tmp[i];
-        ops_rmsnorm_forward(s->ln, NULL, xr, w->ffn_norm, nr, C, c->norm_eps);
+        rmsnorm(s->ln, xr, w->ffn_norm, nr, C, c->norm_eps);
         linear(&w->w_gate, s->ln, s->g, NULL, nr, s->kscratch);
-        linear(&w->w_up, s->ln, s->u, NULL, nr, s->kscratch);
-        ops_swiglu_forward(s->g, s->g, s->u, nr, F);
+        if (w->w_gate.q && w->w_up.q) /* the same quantized ln */
+            i8_gemm_again(w->w_up.q, s->u, (size_t)F, nr, NULL, s->kscratch);
+        else
+            linear(&w->w_up, s->ln, s->u, NULL, nr, s->kscratch);
+        swiglu(s->g, s->g, s->u, nr, F);
         linear(&w->w_down, s->g, s->tmp, NULL, nr, s->kscratch);
         for (size_t i = 0; i < (size_t)nr * C; i++)
             xr[i] += s->tmp[i];
     }
     const float *xl = s->x + (size_t)(n - 1) * C;
-    ops_rmsnorm_forward(s->ln, NULL, xl, m->out_norm, 1, C, c->norm_eps);
+    rmsnorm(s->ln, xl, m->out_norm, 1, C, c->norm_eps);
     linear(&m->proj_w, s->ln, s->tmp, m->proj_b, 1, s->kscratch);
     ops_l2norm_forward(out, NULL, s->tmp, 1, C, L2_EPS);
     return 0;

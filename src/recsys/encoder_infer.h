@@ -1,6 +1,8 @@
 /** Inference-only user encoder for serving: one history at a time, weights memory-mapped from
- *  an encoder GGUF (f32 as written by `train encoder`, or its Q8_0 copy from `nanorec export`),
- *  matrices multiplied with engine/kernels.h (int8 VNNI on Q8_0), the rest with engine/ops.h.
+ *  an encoder GGUF (f32 as written by `train encoder`, or its Q8_0 copy from `nanorec export`).
+ *  f32 matrices are multiplied exactly with engine/kernels.h; quantized ones are repacked at
+ *  load into recsys/i8gemm.h's W8A8 layout (int8 VNNI). Attention, norms, RoPE and SwiGLU are
+ *  local AVX-512 versions of engine/ops.h's, with those as the fallback.
  *
  *  It computes exactly what the user vector at the last position needs: only real
  *  (non-padding) positions, and in the last layer keys and values for every position but the

@@ -1,10 +1,13 @@
 /** Serving forward of the ranker (recsys/ranker.h) for one user and n candidates, with its
- *  Linear layers in Q8_0 through engine/kernels.h (int8 VNNI) instead of f32 BLAS.
+ *  Linear layers as W8A8 products (recsys/i8gemm.h: int8 weights with one scale per row,
+ *  activations quantized per candidate; AVX-512 VNNI) instead of f32 BLAS.
  *
  *  The first layer is split by input block: the user block W1[:, 0:D] . u is the same for
- *  every candidate, so it is computed once per request and folded into the bias; the item
- *  blocks (v, u*v, popularity, year, genres, cold flag) go through the int8 kernel. Scores
- *  match ranker_score up to the weight quantization (tests/test_ranker_infer.c). */
+ *  every candidate, so it is computed once per request (f32) and folded into the bias; each
+ *  item's static features (popularity, year embedding, mean genre embedding, cold flag) are
+ *  built once at creation; per request only v and u*v are assembled, and the item blocks go
+ *  through the int8 product. Any hidden sizes work (the product pads internally). Scores
+ *  match ranker_score up to the quantization (tests/test_ranker_infer.c). */
 #ifndef RECSYS_RANKER_INFER_H
 #define RECSYS_RANKER_INFER_H
 

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +44,7 @@ struct rec_service {
     struct cache *cache;
     double cache_ttl;
     int n_workers, n_io;
+    int worker_nice;        /* applied by each compute worker to itself at its first job */
     pthread_mutex_t *io_mu; /* one per I/O cache slot (slots n_workers..) */
     atomic_int io_next;
     struct hist_store *hist;
@@ -54,6 +57,26 @@ struct rec_service {
 };
 
 static _Thread_local int tl_io_slot = -1;
+static _Thread_local bool tl_niced;
+
+/* Lowers the calling worker thread's priority once by worker_nice (its nice value becomes the
+ * process's plus worker_nice, at most 19; Linux: nice is per thread), so that on a
+ * machine with as many busy workers as cores the I/O threads still answer cache hits
+ * promptly. Failure only costs that preference. */
+static void worker_nice_once(const struct rec_service *rs)
+{
+    if (tl_niced || rs->worker_nice <= 0)
+        return;
+    tl_niced = true;
+    const id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, tid);
+    if (cur == -1 && errno != 0)
+        cur = 0;
+    int want = cur + rs->worker_nice > 19 ? 19 : cur + rs->worker_nice;
+    if (setpriority(PRIO_PROCESS, tid, want) != 0)
+        log_warn("nanorec", "--worker-nice %d: %s", rs->worker_nice, strerror(errno));
+}
 
 static double now_ms(void)
 {
@@ -352,6 +375,7 @@ static void recommend_job(const struct http_req *req, struct http_resp *resp, vo
     (void)req;
     struct rec_job *j = arg;
     struct rec_service *rs = j->rs;
+    worker_nice_once(rs);
     struct rec_result *r = malloc(sizeof *r);
     struct err err = {0};
     if (!r) {
@@ -774,7 +798,7 @@ int rec_service_cmd(int argc, char **argv)
     struct service_cfg cfg = {.name = "nanorec", .port = REC_SERVICE_DEFAULT_PORT};
     const char *artifacts = NULL, *redis = NULL, *events = NULL;
     double ttl = 300.0;
-    long hist_max = 200, redis_ms = 5;
+    long hist_max = 200, redis_ms = 5, wnice = 0;
     bool bad = false;
     for (int i = 1; i < argc; i++) {
         if (service_parse_opt(&cfg, argc, argv, &i, &bad)) {
@@ -786,7 +810,8 @@ int rec_service_cmd(int argc, char **argv)
             cli_opt_str(argc, argv, &i, "--events", &events, &bad) ||
             cli_opt_double(argc, argv, &i, "--cache-ttl", 0.001, 86400 * 30, &ttl, &bad) ||
             cli_opt_int(argc, argv, &i, "--history-max", 1, 100000, &hist_max, &bad) ||
-            cli_opt_int(argc, argv, &i, "--redis-timeout-ms", 1, 10000, &redis_ms, &bad)) {
+            cli_opt_int(argc, argv, &i, "--redis-timeout-ms", 1, 10000, &redis_ms, &bad) ||
+            cli_opt_int(argc, argv, &i, "--worker-nice", 0, 19, &wnice, &bad)) {
             if (bad) return 2;
             continue;
         }
@@ -820,6 +845,7 @@ int rec_service_cmd(int argc, char **argv)
     rs.artifacts = artifacts;
     rs.n_workers = cfg.workers;
     rs.n_io = cfg.io_threads;
+    rs.worker_nice = (int)wnice;
     rs.cache_ttl = ttl;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

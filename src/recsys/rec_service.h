@@ -25,6 +25,8 @@
     "                   loads)\n"                                                                  \
     "  --redis URL      cache in Redis (redis://host:port[/db]) instead of in-process\n"           \
     "  --redis-timeout-ms N  Redis connect/command timeout (default 5)\n"                          \
+    "  --worker-nice N       raise the compute workers' nice value by N, 0-19 (default 0), so\n"   \
+    "                        the I/O threads (cache hits) run first when the cores are busy\n"    \
     "  --cache-ttl S    seconds a cached answer lives (default 300)\n"                             \
     "  --events FILE    append-only event log (default DIR/events.log)\n"                          \
     "  --history-max N  events kept in memory per user (default 200)\n"                            \

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -71,6 +72,22 @@ bool service_parse_opt(struct service_cfg *cfg, int argc, char **argv, int *i, b
     return false;
 }
 
+/* SIGINT/SIGTERM also reach a self-pipe through a handler: threads that libraries start
+ * before main (OpenBLAS's pool) do not have them blocked, so the kernel may deliver the
+ * signal there; with only sigwait in the main thread, the default action would then end the
+ * process without a graceful stop. The handler writes the signal number; service_wait reads
+ * it. Our own threads inherit the blocked mask and never run the handler. */
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t r = write(stop_pipe[1], &b, 1);
+    (void)r;
+    errno = saved;
+}
+
 void service_block_signals(void)
 {
     sigset_t set;
@@ -79,6 +96,14 @@ void service_block_signals(void)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (stop_pipe[0] < 0 && pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+    }
 }
 
 /* ---- standard routes ---- */
@@ -347,6 +372,27 @@ int service_port(const struct service *svc)
     return http_server_port(svc->http);
 }
 
+/* Waits on the stop pipe with the signals unblocked in this thread only (a signal that was
+ * already pending runs the handler as soon as they are). */
+static int wait_stop_pipe(const sigset_t *set)
+{
+    pthread_sigmask(SIG_UNBLOCK, set, NULL);
+    int sig = 0;
+    for (;;) {
+        struct pollfd p = {.fd = stop_pipe[0], .events = POLLIN};
+        int n = poll(&p, 1, -1);
+        if (n < 0 && errno != EINTR)
+            break;
+        unsigned char b;
+        if (n != 0 && read(stop_pipe[0], &b, 1) == 1) {
+            sig = b;
+            break;
+        }
+    }
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    return sig ? sig : SIGTERM;
+}
+
 int service_wait(struct service *svc)
 {
     sigset_t set;
@@ -354,8 +400,11 @@ int service_wait(struct service *svc)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     int sig = 0;
-    while (sigwait(&set, &sig) != 0) {
-    }
+    if (stop_pipe[0] >= 0)
+        sig = wait_stop_pipe(&set);
+    else
+        while (sigwait(&set, &sig) != 0) {
+        }
     log_info(svc->name, "%s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     http_server_stop(svc->http);
     return sig;

@@ -44,7 +44,9 @@ struct service_cfg {
 bool service_parse_opt(struct service_cfg *cfg, int argc, char **argv, int *i, bool *bad);
 
 /** Blocks SIGINT and SIGTERM in the calling thread so that every thread started afterwards
- *  inherits the mask and service_wait can take them with sigwait. Call before service_new. */
+ *  inherits the mask, and routes them through a handler and a self-pipe to service_wait, so a
+ *  stop is graceful even when the kernel delivers the signal to a thread that a library
+ *  started before main (OpenBLAS). Call before service_new. */
 void service_block_signals(void);
 
 /** A readiness check: returns true if ready; else writes what is missing and how to fix it
