@@ -285,7 +285,8 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     }
 
     pool = cfg->threads > 1 ? pool_new(cfg->threads) : NULL;
-    openblas_set_num_threads(cfg->threads);
+    /* the pool splits every GEMM itself (encoder.c); OpenBLAS's own threads would only spin */
+    openblas_set_num_threads(pool ? 1 : cfg->threads);
     /* train users: at least one (input, target) pair */
     users = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
     users_base = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
