@@ -46,7 +46,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_LF  := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-lf/%)
 
-.PHONY: all test check bench bench-ann bench-llm bench-serve bench-story fuzz run clean setup format
+.PHONY: all test check bench bench-ann bench-llm bench-serve bench-story bench-train fuzz run clean setup format
 all: $(APPS)
 
 # `make V=1` shows full command lines.
@@ -123,6 +123,10 @@ bench-story: $(APPS)
 # trendstory generate vs llama.cpp (node-llama-cpp) on random TinyLlama-shaped models.
 bench-llm: $(BUILD)/trendstory
 	@BUILD=$(BUILD) scripts/bench_llm.sh
+
+# nanorec encoder training on ML-1M for 30 minutes, then the full test (docs/BENCHMARKS.md).
+bench-train: $(APPS)
+	@BUILD=$(BUILD) DATA=$(DATA) scripts/bench_train.sh
 
 run: 
 	@scripts/setup.sh

@@ -184,6 +184,63 @@ static void test_batch_and_threads_consistent(void **state)
     encoder_free(e);
 }
 
+/* The pool splits every GEMM and the loss (rows, output features, candidates): gradients and
+ * loss with 2 threads match the single-threaded ones on a batch large enough to be split
+ * (8 sequences of 16, with padding), for both losses. */
+static void test_pool_split_matches(void **state)
+{
+    (void)state;
+    enum { B = 8, T = 16, N = 40 };
+    uint32_t ids[B * T], tgt[B * T];
+    for (int b = 0; b < B; b++) {
+        int pad = b % 5; /* left padding of 0..4 positions */
+        for (int t = 0; t < T; t++) {
+            ids[b * T + t] = t < pad ? 0 : 1 + (uint32_t)((b * 7 + t * 3) % N);
+            tgt[b * T + t] = t < pad ? 0 : 1 + (uint32_t)((b * 5 + t * 11 + 1) % N);
+        }
+    }
+    struct pool *p = pool_new(2);
+    assert_non_null(p);
+    for (int kind = 0; kind < 2; kind++) {
+        struct encoder_config cfg;
+        encoder_config_default(&cfg);
+        cfg.n_items = N;
+        cfg.dim = 32;
+        cfg.ffn = 48;
+        cfg.max_len = T;
+        cfg.loss = kind ? ENCODER_LOSS_INFONCE : ENCODER_LOSS_SOFTMAX;
+        struct err err;
+        struct encoder *e = encoder_new(&cfg, 5, &err);
+        assert_non_null(e);
+        for (size_t i = 0; i < e->n_params; i++)
+            e->params[i] += 0.1f * frand();
+        memset(e->tok_emb, 0, sizeof(float) * (size_t)cfg.dim);
+        float l1 = 0.0f, l2 = 0.0f;
+        encoder_zero_grad(e);
+        assert_int_equal(encoder_forward(e, ids, tgt, B, T, NULL, &l1, NULL, &err), 0);
+        assert_int_equal(encoder_backward(e, NULL, &err), 0);
+        float *g1 = malloc(e->n_params * sizeof(float));
+        assert_non_null(g1);
+        memcpy(g1, e->grads, e->n_params * sizeof(float));
+        encoder_zero_grad(e);
+        assert_int_equal(encoder_forward(e, ids, tgt, B, T, NULL, &l2, p, &err), 0);
+        assert_int_equal(encoder_backward(e, p, &err), 0);
+        assert_true(fabsf(l1 - l2) <= 1e-5f * fabsf(l1));
+        double gmax = 0.0, dmax = 0.0;
+        for (size_t i = 0; i < e->n_params; i++) {
+            gmax = fmax(gmax, fabs(g1[i]));
+            dmax = fmax(dmax, fabs((double)g1[i] - e->grads[i]));
+        }
+        print_message("  %s: loss %.6f, max |gradient| %.3g, max difference 2 vs 1 thread %.3g\n",
+                      encoder_loss_name(cfg.loss), (double)l1, gmax, dmax);
+        assert_true(gmax > 1e-3);
+        assert_true(dmax <= 1e-5 * gmax);
+        free(g1);
+        encoder_free(e);
+    }
+    pool_free(p);
+}
+
 /* ---- training ---- */
 
 /* 200 users over 50 items; each sequence starts at a random item and follows the rule
@@ -323,6 +380,57 @@ static void test_deterministic(void **state)
     encoder_free(ea);
     encoder_free(eb);
     encoder_free(ec);
+    rec_dataset_free(d);
+}
+
+/* The lr of the last line of DIR/loss.tsv (step, epoch, loss, lr, grad_norm). */
+static double last_lr(const char *dir)
+{
+    char path[512], line[256], last[256] = "";
+    snprintf(path, sizeof(path), "%s/loss.tsv", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        memcpy(last, line, sizeof(last));
+    fclose(f);
+    unsigned long long step;
+    int epoch;
+    double loss, lr;
+    assert_int_equal(sscanf(last, "%llu\t%d\t%lf\t%lf", &step, &epoch, &loss, &lr), 4);
+    return lr;
+}
+
+/* A time budget stops the run at an epoch boundary and completes the cosine decay within it:
+ * with a budget far below one epoch, a run planned for 100 epochs stops after the first and
+ * its steps already use the final lr (lr x min_lr_ratio); stopped after epoch 1 without a
+ * budget, the same run's steps are still near the peak lr. */
+static void test_time_budget_schedule(void **state)
+{
+    (void)state;
+    struct rec_dataset *d = rule_dataset();
+    char dir[256];
+    test_tmpdir(dir, sizeof(dir));
+    struct train_config tc;
+    rule_config(&tc, ENCODER_LOSS_SOFTMAX);
+    tc.epochs = 100;
+    tc.warmup_steps = 0;
+    tc.out_dir = dir;
+    tc.time_budget_s = 1e-9;
+    struct train_result r;
+    struct err err;
+    assert_int_equal(train_encoder(d, &tc, NULL, &r, &err), 0);
+    assert_int_equal(r.epochs_done, 1);
+    double lr_budget = last_lr(dir);
+    tc.time_budget_s = 0.0;
+    tc.stop_after_epoch = 1;
+    assert_int_equal(train_encoder(d, &tc, NULL, &r, &err), 0);
+    assert_int_equal(r.epochs_done, 1);
+    double lr_epochs = last_lr(dir);
+    print_message("  last lr of epoch 1: %.6g with a spent budget, %.6g without (peak %.6g)\n",
+                  lr_budget, lr_epochs, (double)tc.lr);
+    assert_true(fabs(lr_budget - (double)tc.lr * tc.min_lr_ratio) < 1e-6 * tc.lr);
+    assert_true(lr_epochs > 0.99 * tc.lr);
+    test_rmtree(dir);
     rec_dataset_free(d);
 }
 
@@ -494,9 +602,11 @@ int main(void)
         cmocka_unit_test(test_grad_infonce),
         cmocka_unit_test(test_grad_dropout),
         cmocka_unit_test(test_batch_and_threads_consistent),
+        cmocka_unit_test(test_pool_split_matches),
         cmocka_unit_test(test_learns_rule_softmax),
         cmocka_unit_test(test_learns_rule_infonce),
         cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_time_budget_schedule),
         cmocka_unit_test(test_checkpoint_resume),
         cmocka_unit_test(test_eval_scorer_matches),
         cmocka_unit_test(test_cli_and_resume_errors),

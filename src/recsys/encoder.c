@@ -212,6 +212,115 @@ static void par_rmsnorm_forward(struct pool *pool, float *out, float *rstd, cons
     pool_for(pool, (size_t)rows, PAR_ROWS, par_body, &j);
 }
 
+/* ---- GEMMs split over the pool ----
+ * Training runs OpenBLAS at one thread and splits each whole-batch GEMM over the pool itself:
+ * OpenBLAS's own threads spin in sched_yield between calls, which on a shared 2-core machine
+ * took about a quarter of the cycles and fought the pool threads for the cores. A product is
+ * cut into MM_PARTS_PER_THREAD parts per pool thread (a descheduled thread holds up one small
+ * part): rows of the output for forward and dinp, rows of dW (output features) for dW and db,
+ * so every part writes its own slice and the sums run in the same order as one call. */
+#define MM_PARTS_PER_THREAD 2
+
+struct mm_job {
+    float *out, *dinp, *dw, *db;
+    const float *inp, *w, *bias, *dout;
+    int N, C, OC, parts, unit; /* rows are split at multiples of `unit` (a sequence) */
+};
+
+static int mm_parts(const struct pool *pool)
+{
+    return pool ? pool_threads(pool) * MM_PARTS_PER_THREAD : 1;
+}
+
+/* [p * n / parts, (p + 1) * n / parts): part p of n */
+static int part_at(int n, size_t p, int parts)
+{
+    return (int)((int64_t)n * (int64_t)p / parts);
+}
+
+/* Part p of N rows cut at multiples of `unit` rows, where unit is a whole number of
+ * sequences (T rows) and of 16 rows: a sequence's rows then always go through one product
+ * whose operands start 64-byte aligned, as when it runs alone. OpenBLAS's result for a row
+ * depends on the alignment of the operands (and on the kernel it picks by size), and the tests
+ * hold a sequence's vector to be bit-identical alone and in a batch. */
+static int rows_at(int N, int T, size_t p, int parts)
+{
+    int unit = T;
+    while (unit % 16)
+        unit += T;
+    int units = (N + unit - 1) / unit, r = part_at(units, p, parts) * unit;
+    return r < N ? r : N;
+}
+
+static void mm_fwd_part(void *ctx, size_t p0, size_t p1, int tid)
+{
+    (void)tid;
+    const struct mm_job *j = ctx;
+    for (size_t p = p0; p < p1; p++) {
+        int r0 = rows_at(j->N, j->unit, p, j->parts);
+        int r1 = rows_at(j->N, j->unit, p + 1, j->parts);
+        if (r1 <= r0)
+            continue;
+        /* the bias is added after the product, not as beta = 1 over a bias-filled output,
+         * whose rounding depends on which OpenBLAS kernel runs */
+        float *o = j->out + (size_t)r0 * j->OC;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, j->OC, j->C, 1.0f,
+                    j->inp + (size_t)r0 * j->C, j->C, j->w, j->C, 0.0f, o, j->OC);
+        if (j->bias)
+            for (int r = 0; r < r1 - r0; r++)
+                for (int c = 0; c < j->OC; c++)
+                    o[(size_t)r * j->OC + c] += j->bias[c];
+    }
+}
+
+/* out (N,OC) = inp (N,C) . w^T + bias, rows split over the pool at whole sequences (T rows) */
+static void par_matmul_forward(struct pool *pool, float *out, const float *inp, const float *w,
+                               const float *bias, int N, int C, int OC, int T)
+{
+    struct mm_job j = {.out = out, .inp = inp, .w = w, .bias = bias, .N = N, .C = C, .OC = OC,
+                       .parts = mm_parts(pool), .unit = T};
+    pool_for(pool, (size_t)j.parts, 1, mm_fwd_part, &j);
+}
+
+static void mm_bwd_part(void *ctx, size_t p0, size_t p1, int tid)
+{
+    (void)tid;
+    const struct mm_job *j = ctx;
+    for (size_t p = p0; p < p1; p++) {
+        int r0 = rows_at(j->N, j->unit, p, j->parts);
+        int r1 = rows_at(j->N, j->unit, p + 1, j->parts);
+        if (j->dinp && r1 > r0) /* dinp rows += dout rows . w */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, j->C, j->OC, 1.0f,
+                        j->dout + (size_t)r0 * j->OC, j->OC, j->w, j->C, 1.0f,
+                        j->dinp + (size_t)r0 * j->C, j->C);
+        int o0 = part_at(j->OC, p, j->parts), o1 = part_at(j->OC, p + 1, j->parts);
+        if (o1 <= o0)
+            continue;
+        if (j->dw) /* dw rows o0..o1 += dout[:, o0..o1]^T . inp */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, j->C, j->N, 1.0f,
+                        j->dout + o0, j->OC, j->inp, j->C, 1.0f, j->dw + (size_t)o0 * j->C,
+                        j->C);
+        if (j->db)
+            for (int n = 0; n < j->N; n++) {
+                const float *d = j->dout + (size_t)n * j->OC;
+                for (int o = o0; o < o1; o++)
+                    j->db[o] += d[o];
+            }
+    }
+}
+
+/* ops_matmul_backward (accumulating into dinp, dw, db) split over the pool */
+static void par_matmul_backward(struct pool *pool, float *dinp, float *dw, float *db,
+                                const float *dout, const float *inp, const float *w, int N,
+                                int C, int OC, int T)
+{
+    if (N <= 0)
+        return;
+    struct mm_job j = {.dinp = dinp, .dw = dw, .db = db, .dout = dout, .inp = inp, .w = w,
+                       .N = N, .C = C, .OC = OC, .parts = mm_parts(pool), .unit = T};
+    pool_for(pool, (size_t)j.parts, 1, mm_bwd_part, &j);
+}
+
 /* ---- parameters ---- */
 
 static void add_tensor(struct encoder *e, size_t *off, const char *name, int rows, int cols,
@@ -492,33 +601,69 @@ static void attn_backward_seq(void *ctx, size_t b0, size_t b1, int tid)
     }
 }
 
-/* Runs a per-sequence job over the pool with OpenBLAS at one thread (each sequence's small
- * GEMMs run inside one pool thread; the pool is the parallelism), then restores OpenBLAS. */
+/* Runs a per-sequence job over the pool (each sequence's small GEMMs run inside one pool
+ * thread, with OpenBLAS at one thread: see blas_single). */
 static void seq_parallel(struct pool *pool, size_t B, pool_fn fn, void *ctx)
 {
-    int nb = openblas_get_num_threads();
-    if (nb != 1)
-        openblas_set_num_threads(1);
     pool_for(pool, B, 1, fn, ctx);
-    if (nb != 1)
+}
+
+/* With a pool, forward and backward run OpenBLAS at one thread (the pool is the parallelism);
+ * returns the thread count to restore. */
+static int blas_single(const struct pool *pool)
+{
+    int nb = openblas_get_num_threads();
+    if (pool && nb != 1)
+        openblas_set_num_threads(1);
+    return nb;
+}
+
+static void blas_restore(const struct pool *pool, int nb)
+{
+    if (pool && nb != 1)
         openblas_set_num_threads(nb);
 }
 
-/* Softmax cross-entropy rows of one logits chunk: loss per row, logits -> (p - onehot)/M. */
-struct ce_job {
-    float *logits, *row_loss;
-    const float *bias;
+/* One chunk of R loss rows over K candidates, split over the pool in two passes: by rows
+ * (logits = U_r . etab^T / t, the fused softmax cross-entropy turning them into (p - onehot)/M,
+ * then dU_r = P . etab / t), then by candidates (detab[k] += P[:, k]^T . U_r / t). */
+struct loss_job {
+    float *logits, *row_loss, *dU, *detab;
+    const float *U, *etab, *bias;
     const int *target_idx;
-    int K;
-    float inv_m;
+    int R, K, C, parts;
+    float inv_t, inv_m;
 };
 
-static void ce_rows(void *ctx, size_t r0, size_t r1, int tid)
+static void loss_rows_part(void *ctx, size_t p0, size_t p1, int tid)
 {
     (void)tid;
-    const struct ce_job *j = ctx;
-    ops_xent_rows(j->logits + r0 * (size_t)j->K, j->row_loss + r0, j->bias, j->target_idx + r0,
-                  (int)(r1 - r0), j->K, j->inv_m);
+    const struct loss_job *j = ctx;
+    for (size_t p = p0; p < p1; p++) {
+        int r0 = part_at(j->R, p, j->parts), r1 = part_at(j->R, p + 1, j->parts);
+        if (r1 <= r0)
+            continue;
+        float *lg = j->logits + (size_t)r0 * j->K;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, j->K, j->C, j->inv_t,
+                    j->U + (size_t)r0 * j->C, j->C, j->etab, j->C, 0.0f, lg, j->K);
+        ops_xent_rows(lg, j->row_loss + r0, j->bias, j->target_idx + r0, r1 - r0, j->K,
+                      j->inv_m);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, j->C, j->K, j->inv_t, lg,
+                    j->K, j->etab, j->C, 0.0f, j->dU + (size_t)r0 * j->C, j->C);
+    }
+}
+
+static void loss_items_part(void *ctx, size_t p0, size_t p1, int tid)
+{
+    (void)tid;
+    const struct loss_job *j = ctx;
+    for (size_t p = p0; p < p1; p++) {
+        int k0 = part_at(j->K, p, j->parts), k1 = part_at(j->K, p + 1, j->parts);
+        if (k1 > k0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k1 - k0, j->C, j->R, j->inv_t,
+                        j->logits + k0, j->K, j->U, j->C, 1.0f, j->detab + (size_t)k0 * j->C,
+                        j->C);
+    }
 }
 
 /* Builds the candidate set and the gathered (optionally normalised) item table. */
@@ -574,18 +719,12 @@ static double loss_forward(struct encoder *e, const float *item_logq, struct poo
     const bool biased = c->loss == ENCODER_LOSS_INFONCE && c->logq && item_logq;
     for (int r0 = 0; r0 < M; r0 += LOSS_CHUNK) {
         int R = M - r0 < LOSS_CHUNK ? M - r0 : LOSS_CHUNK;
-        const float *Ur = a->U + (size_t)r0 * C;
-        /* logits (R,K) = U_r (R,C) . etab^T / t */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, K, C, inv_t, Ur, C, a->etab, C,
-                    0.0f, a->logits, K);
-        struct ce_job j = {a->logits,           a->row_loss + r0, biased ? a->cand_bias : NULL,
-                           a->target_idx + r0, K,                1.0f / (float)M};
-        pool_for(pool, (size_t)R, 8, ce_rows, &j);
-        /* dU_r = P . etab / t ; detab += P^T . U_r / t */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, C, K, inv_t, a->logits, K,
-                    a->etab, C, 0.0f, a->dU + (size_t)r0 * C, C);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, C, R, inv_t, a->logits, K, Ur, C,
-                    1.0f, a->detab, C);
+        struct loss_job j = {a->logits, a->row_loss + r0, a->dU + (size_t)r0 * C, a->detab,
+                             a->U + (size_t)r0 * C, a->etab, biased ? a->cand_bias : NULL,
+                             a->target_idx + r0, R, K, C, mm_parts(pool), inv_t,
+                             1.0f / (float)M};
+        pool_for(pool, (size_t)j.parts, 1, loss_rows_part, &j);
+        pool_for(pool, (size_t)j.parts, 1, loss_items_part, &j);
     }
     double loss = 0.0;
     for (int m = 0; m < M; m++)
@@ -593,9 +732,9 @@ static double loss_forward(struct encoder *e, const float *item_logq, struct poo
     return M > 0 ? loss / M : 0.0;
 }
 
-int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targets, int B,
-                    int T, const float *item_logq, float *loss, struct pool *pool,
-                    struct err *err)
+static int forward_impl(struct encoder *e, const uint32_t *ids, const uint32_t *targets, int B,
+                        int T, const float *item_logq, float *loss, struct pool *pool,
+                        struct err *err)
 {
     const struct encoder_config *c = &e->cfg;
     if (B < 1 || T < 1 || T > c->max_len)
@@ -639,24 +778,24 @@ int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targ
         struct layer_acts *la = &a->la[l];
         const struct encoder_layer *w = &e->layers[l];
         par_rmsnorm_forward(pool, la->ln1, la->rstd1, x, w->attn_norm, (int)bt, C, c->norm_eps);
-        ops_matmul_forward_blas(la->q, la->ln1, w->wq, w->bq, (int)bt, C, C);
-        ops_matmul_forward_blas(la->k, la->ln1, w->wk, w->bk, (int)bt, C, C);
-        ops_matmul_forward_blas(la->v, la->ln1, w->wv, w->bv, (int)bt, C, C);
+        par_matmul_forward(pool, la->q, la->ln1, w->wq, w->bq, (int)bt, C, C, T);
+        par_matmul_forward(pool, la->k, la->ln1, w->wk, w->bk, (int)bt, C, C, T);
+        par_matmul_forward(pool, la->v, la->ln1, w->wv, w->bv, (int)bt, C, C, T);
         struct seq_job sj = {e, l, T};
         seq_parallel(pool, (size_t)B, attn_forward_seq, &sj);
-        ops_matmul_forward_blas(la->xmid, la->y, w->wo, w->bo, (int)bt, C, C);
+        par_matmul_forward(pool, la->xmid, la->y, w->wo, w->bo, (int)bt, C, C, T);
         par_dropout_add(pool, la->xmid, x, (int)bt, C, ds, 1 + 2 * (uint32_t)l, p);
         par_rmsnorm_forward(pool, la->ln2, la->rstd2, la->xmid, w->ffn_norm, (int)bt, C,
                             c->norm_eps);
-        ops_matmul_forward_blas(la->g, la->ln2, w->w_gate, NULL, (int)bt, C, F);
-        ops_matmul_forward_blas(la->u, la->ln2, w->w_up, NULL, (int)bt, C, F);
+        par_matmul_forward(pool, la->g, la->ln2, w->w_gate, NULL, (int)bt, C, F, T);
+        par_matmul_forward(pool, la->u, la->ln2, w->w_up, NULL, (int)bt, C, F, T);
         par_swiglu_forward(pool, la->s, la->g, la->u, (int)bt, F);
-        ops_matmul_forward_blas(la->xout, la->s, w->w_down, NULL, (int)bt, F, C);
+        par_matmul_forward(pool, la->xout, la->s, w->w_down, NULL, (int)bt, F, C, T);
         par_dropout_add(pool, la->xout, la->xmid, (int)bt, C, ds, 2 + 2 * (uint32_t)l, p);
         x = la->xout;
     }
     par_rmsnorm_forward(pool, a->lnf, a->rstdf, x, e->out_norm, (int)bt, C, c->norm_eps);
-    ops_matmul_forward_blas(a->z, a->lnf, e->proj_w, e->proj_b, (int)bt, C, C);
+    par_matmul_forward(pool, a->z, a->lnf, e->proj_w, e->proj_b, (int)bt, C, C, T);
     ops_l2norm_forward(a->uvec, a->znorm, a->z, (int)bt, C, L2_EPS);
 
     a->n_loss = 0;
@@ -671,6 +810,16 @@ int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targ
         *loss = 0.0f;
     }
     return 0;
+}
+
+int encoder_forward(struct encoder *e, const uint32_t *ids, const uint32_t *targets, int B,
+                    int T, const float *item_logq, float *loss, struct pool *pool,
+                    struct err *err)
+{
+    int nb = blas_single(pool);
+    int rc = forward_impl(e, ids, targets, B, T, item_logq, loss, pool, err);
+    blas_restore(pool, nb);
+    return rc;
 }
 
 void encoder_last_vectors(const struct encoder *e, float *out)
@@ -692,7 +841,7 @@ static float *grad_of(struct encoder *e, const float *param)
     return e->grads + (param - e->params);
 }
 
-int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
+static int backward_impl(struct encoder *e, struct pool *pool, struct err *err)
 {
     struct encoder_acts *a = e->acts;
     if (!a->la || !a->has_targets)
@@ -738,12 +887,11 @@ int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
     memset(a->dln, 0, btc * sizeof(float));
     ops_l2norm_backward(a->dln, a->dtmp, a->uvec, a->znorm, bt, C, L2_EPS); /* dz */
     memset(a->dtmp, 0, btc * sizeof(float));
-    ops_matmul_backward(a->dtmp, grad_of(e, e->proj_w), grad_of(e, e->proj_b), a->dln, a->lnf,
-                        e->proj_w, bt, C, C); /* dlnf */
+    par_matmul_backward(pool, a->dtmp, grad_of(e, e->proj_w), grad_of(e, e->proj_b), a->dln,
+                        a->lnf, e->proj_w, bt, C, C, T); /* dlnf */
     memset(a->dx, 0, btc * sizeof(float));
     const float *xl = L > 0 ? a->la[L - 1].xout : a->x0;
-    ops_rmsnorm_backward(a->dx, grad_of(e, e->out_norm), a->dtmp, xl, e->out_norm, a->rstdf,
-                         bt, C);
+    ops_rmsnorm_backward(a->dx, grad_of(e, e->out_norm), a->dtmp, xl, e->out_norm, a->rstdf, bt, C);
 
     for (int l = L - 1; l >= 0; l--) {
         struct layer_acts *la = &a->la[l];
@@ -753,37 +901,38 @@ int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
         memcpy(a->dtmp, a->dx, btc * sizeof(float));
         par_dropout_add(pool, a->dtmp, NULL, bt, C, dseed, 2 + 2 * (uint32_t)l, p);
         memset(a->ds, 0, btf * sizeof(float));
-        ops_matmul_backward(a->ds, grad_of(e, w->w_down), NULL, a->dtmp, la->s, w->w_down, bt, F,
-                            C);
+        par_matmul_backward(pool, a->ds, grad_of(e, w->w_down), NULL, a->dtmp, la->s, w->w_down, bt,
+                            F, C, T);
         memset(a->dg, 0, btf * sizeof(float));
         memset(a->du, 0, btf * sizeof(float));
         par_swiglu_backward(pool, a->dg, a->du, a->ds, la->g, la->u, bt, F);
         memset(a->dln, 0, btc * sizeof(float));
-        ops_matmul_backward(a->dln, grad_of(e, w->w_gate), NULL, a->dg, la->ln2, w->w_gate, bt, C,
-                            F);
-        ops_matmul_backward(a->dln, grad_of(e, w->w_up), NULL, a->du, la->ln2, w->w_up, bt, C, F);
+        par_matmul_backward(pool, a->dln, grad_of(e, w->w_gate), NULL, a->dg, la->ln2, w->w_gate,
+                            bt, C, F, T);
+        par_matmul_backward(pool, a->dln, grad_of(e, w->w_up), NULL, a->du, la->ln2, w->w_up, bt, C,
+                            F, T);
         ops_rmsnorm_backward(a->dx, grad_of(e, w->ffn_norm), a->dln, la->xmid, w->ffn_norm,
                              la->rstd2, bt, C);
         /* attention branch: xmid = x_in + drop(y . Wo^T + bo) */
         memcpy(a->dtmp, a->dx, btc * sizeof(float));
         par_dropout_add(pool, a->dtmp, NULL, bt, C, dseed, 1 + 2 * (uint32_t)l, p);
         memset(a->dy, 0, btc * sizeof(float));
-        ops_matmul_backward(a->dy, grad_of(e, w->wo), grad_of(e, w->bo), a->dtmp, la->y, w->wo,
-                            bt, C, C);
+        par_matmul_backward(pool, a->dy, grad_of(e, w->wo), grad_of(e, w->bo), a->dtmp, la->y,
+                            w->wo, bt, C, C, T);
         memset(a->dq, 0, btc * sizeof(float));
         memset(a->dk, 0, btc * sizeof(float));
         memset(a->dv, 0, btc * sizeof(float));
         struct seq_job sj = {e, l, T};
         seq_parallel(pool, (size_t)B, attn_backward_seq, &sj);
         memset(a->dln, 0, btc * sizeof(float));
-        ops_matmul_backward(a->dln, grad_of(e, w->wq), grad_of(e, w->bq), a->dq, la->ln1, w->wq,
-                            bt, C, C);
-        ops_matmul_backward(a->dln, grad_of(e, w->wk), grad_of(e, w->bk), a->dk, la->ln1, w->wk,
-                            bt, C, C);
-        ops_matmul_backward(a->dln, grad_of(e, w->wv), grad_of(e, w->bv), a->dv, la->ln1, w->wv,
-                            bt, C, C);
-        ops_rmsnorm_backward(a->dx, grad_of(e, w->attn_norm), a->dln, x_in, w->attn_norm,
-                             la->rstd1, bt, C);
+        par_matmul_backward(pool, a->dln, grad_of(e, w->wq), grad_of(e, w->bq), a->dq, la->ln1,
+                            w->wq, bt, C, C, T);
+        par_matmul_backward(pool, a->dln, grad_of(e, w->wk), grad_of(e, w->bk), a->dk, la->ln1,
+                            w->wk, bt, C, C, T);
+        par_matmul_backward(pool, a->dln, grad_of(e, w->wv), grad_of(e, w->bv), a->dv, la->ln1,
+                            w->wv, bt, C, C, T);
+        ops_rmsnorm_backward(a->dx, grad_of(e, w->attn_norm), a->dln, x_in, w->attn_norm, la->rstd1,
+                             bt, C);
     }
     /* embeddings (the padding row stays untouched) */
     par_dropout_add(pool, a->dx, NULL, bt, C, dseed, 0, p);
@@ -796,6 +945,14 @@ int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
             g[j] += d[j];
     }
     return 0;
+}
+
+int encoder_backward(struct encoder *e, struct pool *pool, struct err *err)
+{
+    int nb = blas_single(pool);
+    int rc = backward_impl(e, pool, err);
+    blas_restore(pool, nb);
+    return rc;
 }
 
 void encoder_item_table(const struct encoder *e, float *out)

@@ -58,7 +58,11 @@ static uint64_t rng_next(uint64_t *s)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-static float lr_at(const struct train_config *c, uint64_t step, uint64_t total)
+/* The lr at `step` (from 1): linear warm-up over warmup_steps, then cosine decay to
+ * lr * min_lr_ratio. The decay's progress is the larger of the step fraction (of `total`) and
+ * `time_frac`, the fraction of the time budget spent (0 without a budget), so a run stopped by
+ * its budget still ends its decay instead of stopping near the peak lr. */
+static float lr_at(const struct train_config *c, uint64_t step, uint64_t total, double time_frac)
 {
     if (c->warmup_steps > 0 && step <= (uint64_t)c->warmup_steps)
         return c->lr * (float)step / (float)c->warmup_steps;
@@ -66,6 +70,8 @@ static float lr_at(const struct train_config *c, uint64_t step, uint64_t total)
         return c->lr;
     double prog = (double)(step - (uint64_t)c->warmup_steps) /
                   (double)(total - (uint64_t)c->warmup_steps);
+    if (time_frac > prog)
+        prog = time_frac;
     if (prog > 1.0)
         prog = 1.0;
     double minlr = c->lr * c->min_lr_ratio;
@@ -279,7 +285,8 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     }
 
     pool = cfg->threads > 1 ? pool_new(cfg->threads) : NULL;
-    openblas_set_num_threads(cfg->threads);
+    /* the pool splits every GEMM itself (encoder.c); OpenBLAS's own threads would only spin */
+    openblas_set_num_threads(pool ? 1 : cfg->threads);
     /* train users: at least one (input, target) pair */
     users = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
     users_base = malloc(sizeof(uint32_t) * (d->n_users ? d->n_users : 1));
@@ -355,7 +362,9 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
     double gflop = 0.0;
     int epoch = (int)ts.epoch;
     r.val_hr10 = r.val_ndcg10 = 0.0;
+    double eval_s = 0.0; /* wall time of the last per-epoch validation */
     while (epoch < cfg->epochs) {
+        const double te = now_s();
         /* shuffle (Fisher-Yates) from the sampler's RNG, starting each epoch from user order so
          * that an epoch depends only on the RNG state a checkpoint carries */
         for (uint32_t i = 0; i < n_train; i++)
@@ -423,7 +432,8 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
                 goto out;
             }
             float gnorm = encoder_clip_grad(e, cfg->grad_clip);
-            opt.lr = lr_at(cfg, ts.step, total_steps);
+            opt.lr = lr_at(cfg, ts.step, total_steps,
+                           cfg->time_budget_s > 0 ? (now_s() - t0) / cfg->time_budget_s : 0.0);
             encoder_adamw_step(e, &opt, ts.step);
             loss_sum += loss;
             gflop += encoder_train_flops(&e->cfg, nb, Tb, n_loss,
@@ -446,10 +456,15 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
         epoch++;
         ts.epoch = (uint32_t)epoch;
         r.last_loss = (float)(loss_sum / (double)steps_per_epoch);
-        bool stop = (cfg->stop_after_epoch > 0 && epoch >= cfg->stop_after_epoch) ||
-                    (cfg->time_budget_s > 0 && now_s() - t0 >= cfg->time_budget_s);
+        /* the budget stops the run at the last epoch boundary that fits: another epoch is
+         * not started when one more of the last epoch's length would end past it */
+        const double tn = now_s();
+        bool stop_time = cfg->time_budget_s > 0 &&
+                         (tn - t0) + 2.0 * eval_s + (tn - te) > cfg->time_budget_s;
+        bool stop = (cfg->stop_after_epoch > 0 && epoch >= cfg->stop_after_epoch) || stop_time;
         bool last = epoch >= cfg->epochs || stop;
         if ((cfg->eval_every > 0 && epoch % cfg->eval_every == 0) || last) {
+            const double tv = now_s();
             rc = train_evaluate(e, d, REC_SPLIT_VALID, 10, cfg->eval_max_users, pool,
                                 &r.val_hr10, &r.val_ndcg10, err);
             if (rc)
@@ -459,6 +474,7 @@ int train_encoder(const struct rec_dataset *d, const struct train_config *cfg,
                         (unsigned long long)ts.step, r.val_hr10, r.val_ndcg10, now_s() - t0);
                 fflush(val_f);
             }
+            eval_s = now_s() - tv;
             if (!cfg->progress)
                 log_debug("train", "epoch %d loss %.4f valid HR@10 %.4f NDCG@10 %.4f", epoch,
                           (double)r.last_loss, r.val_hr10, r.val_ndcg10);

@@ -34,7 +34,11 @@ struct train_config {
     bool resume;               /* continue from out_dir/checkpoint.gguf when present */
     int stop_after_epoch;      /* >0: stop (with a checkpoint) after this epoch, as if
                                   interrupted; the schedule still spans `epochs` */
-    double time_budget_s;      /* >0: stop after the epoch that passes this wall time */
+    double time_budget_s;      /* >0: wall seconds of training (validation included): no
+                                  epoch is started that would end past it (judged by the
+                                  last epoch's length), and the cosine decay's progress is
+                                  the larger of the step and the budget fraction, so it
+                                  completes within the budget */
     int eval_every;            /* validate every N epochs (0 = only at the end) */
     uint32_t eval_max_users;   /* per-epoch validation on at most this many users (0 = all);
                                   the final validation and test always use all */

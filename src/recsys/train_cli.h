@@ -16,9 +16,11 @@
     "  loss:     --loss softmax|infonce (softmax)  --temperature T (0.05)  --no-logq\n"         \
     "            --raw-items (score against raw, not L2-normalised, item embeddings)\n"        \
     "  training: --epochs N (200)  --batch N (128)  --lr X (1e-3)  --warmup N (100 steps)\n"    \
-    "            --constant-lr  --weight-decay X (0.01)  --clip X (1.0)  --seed N (42)\n"      \
-    "            --threads N (1)  --resume  --time-budget S (stop after the epoch that\n"       \
-    "            passes S seconds)  --eval-every N (1)  --eval-users N (all)  --quiet\n"        \
+    "            --min-lr-ratio R (0.1: cosine ends at R x lr)  --constant-lr  --beta2 X (0.98)\n" \
+    "            --weight-decay X (0.01)  --clip X (1.0)  --seed N (42)  --threads N (1)\n"    \
+    "            --resume  --time-budget S (seconds of training: no epoch is started that\n"   \
+    "            would end past S, and the cosine decay runs over S, or over the epochs if\n"  \
+    "            they end first)  --eval-every N (1)  --eval-users N (all)  --quiet\n"        \
     "            --no-bucket (pad every batch to max-len, not to its longest user)\n"          \
     "  Set OPENBLAS_CORETYPE=SkylakeX on AVX-512 machines OpenBLAS does not recognise.\n"       \
     "  Exit status: 0 done, 1 failed, 2 bad arguments.\n"
