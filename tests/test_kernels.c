@@ -490,6 +490,83 @@ static void test_threads_odd_rows(void **state)
     pool_free(pool);
 }
 
+/* Packed Q4_0_R16 / Q8_0_R16 against the GGUF layout: the scalar packed kernel must give the
+ * very same floats as the scalar GGUF kernel (same sums, same order); every SIMD ISA the
+ * packed matrix within the SIMD-vs-scalar tolerance, single- and two-threaded. */
+static void test_repacked(void **state)
+{
+    (void)state;
+    kern_init();
+    enum kern_isa best = kern_isa();
+    struct pool *pool = pool_new(2);
+    assert_non_null(pool);
+    rng_seed(5);
+    static const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0};
+    static const enum ggml_type packed[] = {KERN_TYPE_Q4_0_R16, KERN_TYPE_Q8_0_R16};
+    static const int shapes[][3] = {{16, 32, 1},  {16, 256, 1}, {32, 512, 1}, {48, 1024, 5},
+                                    {64, 512, 7}, {16, 96, 3},  {32, 256, 67}, {160, 2048, 1},
+                                    {96, 352, 9}};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            enum ggml_type t = types[k];
+            int rows = shapes[s][0], cols = shapes[s][1], n = shapes[s][2];
+            float *deq;
+            void *w = make_weights(t, rows, cols, &deq);
+            size_t bytes = row_bytes(t, cols) * rows;
+            uint8_t *p = malloc(bytes);
+            memset(p, 0xAB, bytes);
+            assert_int_equal(kern_repack(t, w, p, rows, cols), 0);
+            float *x = malloc(sizeof(float) * cols * n);
+            float *yr = malloc(sizeof(float) * rows * n), *y = malloc(sizeof(float) * rows * n);
+            for (int i = 0; i < cols * n; i++) x[i] = rng_gauss(1.0f);
+            x[1] = -9.0f;
+            void *scratch = malloc(kern_scratch_size(packed[k], cols, n));
+            assert_true(kern_scratch_size(packed[k], cols, n) == kern_scratch_size(t, cols, n));
+            kern_force_isa(KERN_ISA_SCALAR);
+            kern_matmul(t, w, x, yr, rows, cols, n, scratch, NULL);
+            for (int isa = KERN_ISA_SCALAR; isa <= (int)best; isa++) {
+                kern_force_isa((enum kern_isa)isa);
+                for (int th = 0; th < 2; th++) {
+                    for (int i = 0; i < rows * n; i++) y[i] = NAN;
+                    kern_matmul(packed[k], p, x, y, rows, cols, n, scratch, th ? pool : NULL);
+                    for (int c = 0; c < n; c++)
+                        for (int r = 0; r < rows; r++) {
+                            double absdot = 0;
+                            for (int j = 0; j < cols; j++)
+                                absdot += fabs((double)deq[(size_t)r * cols + j] * x[c * cols + j]);
+                            float got = y[c * rows + r], want = yr[c * rows + r];
+                            int ok = isa == KERN_ISA_SCALAR ? got == want
+                                                            : fabs((double)got - want) <= 1e-4 * absdot + 1e-6;
+                            if (!ok) {
+                                print_message("%s packed %s rows %d cols %d n %d: y[%d][%d] = %g, "
+                                              "want %g\n",
+                                              kern_isa_name((enum kern_isa)isa), tname(t), rows,
+                                              cols, n, c, r, got, want);
+                                fail();
+                            }
+                        }
+                }
+            }
+            free(w);
+            free(deq);
+            free(p);
+            free(x);
+            free(y);
+            free(yr);
+            free(scratch);
+        }
+    kern_force_isa(best);
+    /* which matrices get packed */
+    enum ggml_type want = best >= KERN_ISA_AVX512 ? KERN_TYPE_Q4_0_R16 : GGML_TYPE_Q4_0;
+    assert_int_equal(kern_repack_type(GGML_TYPE_Q4_0, 64, 256), want);
+    assert_int_equal(kern_repack_type(GGML_TYPE_Q4_0, 24, 256), GGML_TYPE_Q4_0);
+    assert_int_equal(kern_repack_type(GGML_TYPE_Q4_K, 64, 256), GGML_TYPE_Q4_K);
+    uint8_t buf[16 * 34];
+    assert_int_equal(kern_repack(GGML_TYPE_Q4_0, buf, buf, 8, 32), -1);
+    assert_int_equal(kern_repack(GGML_TYPE_Q6_K, buf, buf, 16, 256), -1);
+    pool_free(pool);
+}
+
 static void test_supported_and_scratch(void **state)
 {
     (void)state;
@@ -513,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_scalar_vs_f32),
         cmocka_unit_test(test_isa_vs_scalar),
         cmocka_unit_test(test_threads_odd_rows),
+        cmocka_unit_test(test_repacked),
         cmocka_unit_test(test_supported_and_scratch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

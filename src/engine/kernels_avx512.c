@@ -350,6 +350,123 @@ KZ_ROWS_K(kz_rows_q4_k, kz_tile_q4k)
 KZ_ROWS_K(kz_rows_q6_k, kz_tile_q6k)
 #undef TILEFN
 
+/* ---- packed Q4_0_R16 / Q8_0_R16 (layouts in kernels_impl.h; scalar references
+ * dot_q4_0_r16 / dot_q8_0_r16 in kernels.c). One 512-bit load holds 4 bytes of each of 16
+ * rows; vpdpbusd against the activation's matching 4 bytes broadcast to every lane gives the
+ * 16 rows' partial sums in the 16 lanes. A block's sum starts at -8 * sum(y) (Q4_0, the
+ * nibbles are q + 8) or -128 * sum(y) (Q8_0, weights are biased to unsigned by xor 0x80), and
+ * ends in one f32 multiply-add by the 16 rows' scales (one vcvtph2ps) times the activation
+ * block's scale. No horizontal sums, no shuffles: a group of 16 rows and NC activation rows
+ * is an NC x 16 output tile. */
+
+static inline __attribute__((always_inline)) __m512i kz_bcast4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+static inline __attribute__((always_inline)) void
+kz_tile_r16(const uint8_t *G, int nb, const struct KX(act8) *a, float *Y, int ldy, int r,
+            const int is_q4, const int NC)
+{
+    __m512 acc[4];
+    KZ_UNROLL
+    for (int j = 0; j < NC; j++) acc[j] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), x80 = _mm512_set1_epi8((char)0x80);
+    const size_t cb = is_q4 ? 256 : 512; /* bytes per block column */
+    const uint16_t *dd = (const uint16_t *)(G + (size_t)nb * cb);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *qb = G + (size_t)b * cb;
+#if KZ_PREFETCH
+        KZ_UNROLL
+        for (size_t l = 0; l < cb; l += 64) _mm_prefetch((const char *)qb + 4 * cb + l, _MM_HINT_T0);
+#endif
+        __m512i s0[4], s1[4];
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) {
+            s0[j] = _mm512_slli_epi32(_mm512_set1_epi32(a[j].nsx[8 * b]), is_q4 ? 3 : 7);
+            s1[j] = _mm512_setzero_si512();
+        }
+        if (is_q4) {
+            KZ_UNROLL
+            for (int k = 0; k < 4; k++) {
+                __m512i z = _mm512_loadu_si512((const void *)(qb + 64 * k));
+                __m512i lo = _mm512_and_si512(z, m4);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+                KZ_UNROLL
+                for (int j = 0; j < NC; j++) {
+                    const int8_t *y = a[j].qs + 32 * b + 4 * k;
+                    s0[j] = _mm512_dpbusd_epi32(s0[j], lo, kz_bcast4(y));
+                    s1[j] = _mm512_dpbusd_epi32(s1[j], hi, kz_bcast4(y + 16));
+                }
+            }
+        } else {
+            KZ_UNROLL
+            for (int k = 0; k < 8; k++) {
+                __m512i z = _mm512_xor_si512(_mm512_loadu_si512((const void *)(qb + 64 * k)), x80);
+                KZ_UNROLL
+                for (int j = 0; j < NC; j++) {
+                    __m512i y = kz_bcast4(a[j].qs + 32 * b + 4 * k);
+                    if (k & 1) s1[j] = _mm512_dpbusd_epi32(s1[j], z, y);
+                    else s0[j] = _mm512_dpbusd_epi32(s0[j], z, y);
+                }
+            }
+        }
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dd + 16 * b)));
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++)
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0[j], s1[j])),
+                                     _mm512_mul_ps(dw, _mm512_set1_ps(a[j].dx[8 * b])), acc[j]);
+    }
+    KZ_UNROLL
+    for (int j = 0; j < NC; j++) _mm512_storeu_ps(Y + (size_t)j * ldy + r, acc[j]);
+}
+
+#define KZ_NC_R16 4
+
+/* r0, r1: multiples of 16 (kern_matmul hands out whole groups). Activation rows in groups
+ * of KX_CGROUP; within a group, each 16-row weight group meets NC_R16 rows at a time. */
+static inline __attribute__((always_inline)) void
+kz_rows_r16(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride, float *Y, int ldy,
+            int r0, int r1, int n, int cols, const int is_q4)
+{
+    struct KX(act8) act[KX_CGROUP];
+    const int nb = cols / 32;
+    for (int cg = 0; cg < n; cg += KX_CGROUP) {
+        int ce = cg + KX_CGROUP < n ? cg + KX_CGROUP : n;
+        for (int c = cg; c < ce; c++) {
+            struct kern_arow ar = kern_arow_at(KERN_ACT_Q8_0, A + (size_t)c * astride, cols);
+            act[c - cg] = (struct KX(act8)){ar.qs, ar.dx, ar.nsx};
+        }
+        for (int r = r0; r < r1; r += KERN_R16) {
+            const uint8_t *G = W + (size_t)r * wstride;
+            for (int c = cg; c < ce;) {
+                int nc = ce - c >= KZ_NC_R16 ? KZ_NC_R16 : ce - c;
+                float *y = Y + (size_t)c * ldy;
+                const struct KX(act8) *ac = act + (c - cg);
+                if (nc == 4) kz_tile_r16(G, nb, ac, y, ldy, r, is_q4, 4);
+                else if (nc == 3) kz_tile_r16(G, nb, ac, y, ldy, r, is_q4, 3);
+                else if (nc == 2) kz_tile_r16(G, nb, ac, y, ldy, r, is_q4, 2);
+                else kz_tile_r16(G, nb, ac, y, ldy, r, is_q4, 1);
+                c += nc;
+            }
+        }
+    }
+}
+
+static void kz_rows_q4_0_r16(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride,
+                             float *Y, int ldy, int r0, int r1, int n, int cols)
+{
+    kz_rows_r16(W, wstride, A, astride, Y, ldy, r0, r1, n, cols, 1);
+}
+
+static void kz_rows_q8_0_r16(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride,
+                             float *Y, int ldy, int r0, int r1, int n, int cols)
+{
+    kz_rows_r16(W, wstride, A, astride, Y, ldy, r0, r1, n, cols, 0);
+}
+
 /* ---- activation quantization: the same bytes as kern_act_quantize (same products, same
  * round-half-even conversion), 16 values per instruction. */
 
@@ -431,6 +548,8 @@ void kern_ops_avx512(struct kern_ops *o)
     o->rows[GGML_TYPE_Q4_0] = kz_rows_q4_0;
     o->rows[GGML_TYPE_Q4_K] = kz_rows_q4_k;
     o->rows[GGML_TYPE_Q6_K] = kz_rows_q6_k;
+    o->rows[KERN_TYPE_Q4_0_R16] = kz_rows_q4_0_r16;
+    o->rows[KERN_TYPE_Q8_0_R16] = kz_rows_q8_0_r16;
     o->act_quantize = kz_act_quantize;
 }
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "engine/gguf.h"
+#include "engine/kernels.h"
 
 #define QK4_0 32
 #define QK8_0 32
@@ -37,6 +38,16 @@ _Static_assert(sizeof(struct blk_q8_0) == 34, "q8_0 block");
 _Static_assert(sizeof(struct blk_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(struct blk_q4_k) == 144, "q4_K block");
 _Static_assert(sizeof(struct blk_q6_k) == 210, "q6_K block");
+
+/* Packed layouts (kern_repack). Rows in groups of 16; a group of a matrix with nb = cols/32
+ * blocks per row takes 16 row sizes of bytes, as the 16 GGUF rows did:
+ *   Q4_0_R16: nb block columns of 256 bytes, then nb x 16 f16 scales (scale of row i of block
+ *             column b at [16 b + i]). In block column b, 64-byte chunk k (0..3) holds in
+ *             bytes 4i..4i+3 row i's qs[4k..4k+3]: low nibbles are elements 4k..4k+3, high
+ *             nibbles elements 16+4k..16+4k+3.
+ *   Q8_0_R16: nb block columns of 512 bytes (chunk k of 8: bytes 4i..4i+3 = row i's
+ *             qs[4k..4k+3]), then nb x 16 f16 scales. */
+#define KERN_R16 16
 
 /* Activation formats: one row of `cols` values quantized into scratch, laid out as separate
  * arrays so SIMD code can load 32 int8 (and a block's scale as 8 lanes) at a time:
@@ -78,7 +89,7 @@ typedef void (*kern_rows_fn)(const uint8_t *W, size_t wstride, const uint8_t *A,
 
 /* One ISA's kernels; a NULL entry falls back to the scalar one. */
 struct kern_ops {
-    kern_rows_fn rows[GGML_TYPE_COUNT];
+    kern_rows_fn rows[KERN_TYPE_END]; /* GGUF types, then the packed KERN_TYPE_* */
     /* Optional fast activation quantizer (must give the same bytes as the scalar one). */
     void (*act_quantize)(enum kern_act a, const float *x, void *out, int cols);
 };
