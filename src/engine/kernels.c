@@ -22,6 +22,7 @@ static enum ggml_type kt_base(enum ggml_type t)
 {
     if ((int)t == (int)KERN_TYPE_Q4_0_R16) return GGML_TYPE_Q4_0;
     if ((int)t == (int)KERN_TYPE_Q8_0_R16) return GGML_TYPE_Q8_0;
+    if ((int)t == (int)KERN_TYPE_Q4_K_R16) return GGML_TYPE_Q4_K;
     return t;
 }
 
@@ -393,6 +394,39 @@ static float dot_q8_0_r16(const uint8_t *group, int i, const struct kern_arow *a
     return s;
 }
 
+/* Same sums in the same order as dot_q4_k. */
+static float dot_q4_k_r16(const uint8_t *group, int i, const struct kern_arow *a, int n)
+{
+    float s = 0;
+    for (int b = 0; b < n / QK_K; b++) {
+        const uint8_t *col = group + (size_t)b * KERN_R16 * sizeof(struct blk_q4_k);
+        uint16_t d, dmin;
+        memcpy(&d, col + 2 * i, 2);
+        memcpy(&dmin, col + 32 + 2 * i, 2);
+        uint8_t scales[12];
+        for (int w = 0; w < 3; w++) memcpy(scales + 4 * w, col + 64 + 64 * w + 4 * i, 4);
+        const uint8_t *qs = col + 256;
+        const int8_t *y = a->qs + b * QK_K;
+        const int16_t *bs = a->bsum + b * 16;
+        int32_t sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            kern_q4k_scale(j, scales, &sc, &m);
+            int shift = (j & 1) * 4, g = j / 2;
+            int32_t acc = 0;
+            for (int l = 0; l < 32; l++) {
+                uint8_t q = qs[64 * (8 * g + l / 4) + 4 * i + l % 4];
+                acc += ((q >> shift) & 0xF) * y[j * 32 + l];
+            }
+            sumi += sc * acc;
+            summ += m * (bs[2 * j] + bs[2 * j + 1]);
+        }
+        float dy = a->d[b];
+        s += kern_f16_to_f32(d) * dy * (float)sumi - kern_f16_to_f32(dmin) * dy * (float)summ;
+    }
+    return s;
+}
+
 /* ---------------------------------------------------------------- scalar row jobs */
 
 #define SCALAR_ROWS_F(name, dotfn)                                                             \
@@ -417,20 +451,21 @@ static float dot_q8_0_r16(const uint8_t *group, int i, const struct kern_arow *a
     }
 
 /* Packed rows: row r is row r % 16 of the group starting at (r / 16) * 16 row sizes. */
-#define SCALAR_ROWS_R16(name, dotfn)                                                           \
+#define SCALAR_ROWS_R16(name, dotfn, act)                                                         \
     static void name(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride,      \
                      float *Y, int ldy, int r0, int r1, int n, int cols)                       \
     {                                                                                          \
         for (int c = 0; c < n; c++) {                                                          \
-            struct kern_arow ar = kern_arow_at(KERN_ACT_Q8_0, A + (size_t)c * astride, cols);  \
+            struct kern_arow ar = kern_arow_at(act, A + (size_t)c * astride, cols);            \
             for (int r = r0; r < r1; r++)                                                      \
                 Y[(size_t)c * ldy + r] = dotfn(W + (size_t)(r / KERN_R16) * KERN_R16 * wstride, \
                                                r % KERN_R16, &ar, cols);                       \
         }                                                                                      \
     }
 
-SCALAR_ROWS_R16(rows_q4_0_r16, dot_q4_0_r16)
-SCALAR_ROWS_R16(rows_q8_0_r16, dot_q8_0_r16)
+SCALAR_ROWS_R16(rows_q4_0_r16, dot_q4_0_r16, KERN_ACT_Q8_0)
+SCALAR_ROWS_R16(rows_q8_0_r16, dot_q8_0_r16, KERN_ACT_Q8_0)
+SCALAR_ROWS_R16(rows_q4_k_r16, dot_q4_k_r16, KERN_ACT_Q8_K)
 SCALAR_ROWS_F(rows_f32, dot_f32)
 SCALAR_ROWS_F(rows_f16, dot_f16)
 SCALAR_ROWS_F(rows_bf16, dot_bf16)
@@ -451,6 +486,7 @@ void kern_ops_scalar(struct kern_ops *o)
     o->rows[GGML_TYPE_Q6_K] = rows_q6_k;
     o->rows[KERN_TYPE_Q4_0_R16] = rows_q4_0_r16;
     o->rows[KERN_TYPE_Q8_0_R16] = rows_q8_0_r16;
+    o->rows[KERN_TYPE_Q4_K_R16] = rows_q4_k_r16;
     o->act_quantize = kern_act_quantize;
 }
 
@@ -541,6 +577,7 @@ enum ggml_type kern_repack_type(enum ggml_type t, int rows, int cols)
         return t;
     if (t == GGML_TYPE_Q4_0) return KERN_TYPE_Q4_0_R16;
     if (t == GGML_TYPE_Q8_0) return KERN_TYPE_Q8_0_R16;
+    if (t == GGML_TYPE_Q4_K && cols % QK_K == 0) return KERN_TYPE_Q4_K_R16;
     return t;
 }
 
@@ -549,6 +586,26 @@ enum ggml_type kern_repack_type(enum ggml_type t, int rows, int cols)
 int kern_repack(enum ggml_type t, const void *W, void *out, int rows, int cols)
 {
     if (rows <= 0 || rows % KERN_R16 || cols <= 0 || cols % 32) return -1;
+    if (t == GGML_TYPE_Q4_K) {
+        if (cols % QK_K) return -1;
+        const int nk = cols / QK_K;
+        const size_t rsize = kt_row_size(t, cols), csize = KERN_R16 * sizeof(struct blk_q4_k);
+        for (int g = 0; g < rows / KERN_R16; g++) {
+            uint8_t *dst = (uint8_t *)out + (size_t)g * KERN_R16 * rsize;
+            for (int i = 0; i < KERN_R16; i++) {
+                const struct blk_q4_k *row =
+                    (const struct blk_q4_k *)((const uint8_t *)W + ((size_t)g * KERN_R16 + i) * rsize);
+                for (int b = 0; b < nk; b++) {
+                    uint8_t *col = dst + (size_t)b * csize;
+                    memcpy(col + 2 * i, &row[b].d, 2);
+                    memcpy(col + 32 + 2 * i, &row[b].dmin, 2);
+                    for (int w = 0; w < 3; w++) memcpy(col + 64 + 64 * w + 4 * i, row[b].scales + 4 * w, 4);
+                    for (int c = 0; c < 32; c++) memcpy(col + 256 + 64 * c + 4 * i, row[b].qs + 4 * c, 4);
+                }
+            }
+        }
+        return 0;
+    }
     if (t != GGML_TYPE_Q4_0 && t != GGML_TYPE_Q8_0) return -1;
     const int nb = cols / 32, q4 = t == GGML_TYPE_Q4_0;
     const size_t qbytes = q4 ? 16 : 32, rsize = kt_row_size(t, cols), bsize = q4 ? 18 : 34;

@@ -467,6 +467,131 @@ static void kz_rows_q8_0_r16(const uint8_t *W, size_t wstride, const uint8_t *A,
     kz_rows_r16(W, wstride, A, astride, Y, ldy, r0, r1, n, cols, 0);
 }
 
+/* Packed Q4_K_R16 (layout in kernels_impl.h; scalar reference dot_q4_k_r16): per super-block
+ * the 16 rows' 6-bit scales and mins are unpacked with kern_q4k_unpack's word operations, one
+ * 32-bit lane per row; each sub-block's u8 x s8 dot (vpdpbusd against broadcast activation
+ * words) is scaled in int32 by its lane's scale (vpmulld), and the mins meet the activation's
+ * per-32 sums through vpdpwssd on (min a, min b) int16 pairs. Two f32 multiply-adds per
+ * super-block and column. SPL partial sums per dot keep the vpdpbusd chains short when few
+ * activation rows share a weight load (matvec). */
+static inline __attribute__((always_inline)) void
+kz_tile_q4k_r16(const uint8_t *G, int nk, const struct KX(actk) *a, float *Y, int ldy, int r,
+                const int NC)
+{
+    const int SPL = NC <= 2 ? 2 : 1; /* NC x 2 x SPL dot accumulators in registers */
+    __m512 acc[4];
+    KZ_UNROLL
+    for (int j = 0; j < NC; j++) acc[j] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3f = _mm512_set1_epi8(0x3F);
+    const __m512i m03 = _mm512_set1_epi8(0x03), lo16 = _mm512_set1_epi32(0x00FF00FF);
+    const __m512i mff = _mm512_set1_epi32(0xFF);
+    const size_t csize = KERN_R16 * sizeof(struct blk_q4_k);
+    for (int b = 0; b < nk; b++) {
+        const uint8_t *col = G + (size_t)b * csize;
+#if KZ_PREFETCH
+        KZ_UNROLL
+        for (size_t l = 0; l < csize; l += 64) _mm_prefetch((const char *)col + csize + l, _MM_HINT_T0);
+#endif
+        __m512i w0 = _mm512_loadu_si512((const void *)(col + 64));
+        __m512i w2 = _mm512_loadu_si512((const void *)(col + 192));
+        __m512i u0 = _mm512_and_si512(w0, m3f);
+        __m512i u1 = _mm512_or_si512(_mm512_and_si512(w2, m4),
+                                     _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w0, 6), m03), 4));
+        __m512i isum[4];
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) isum[j] = _mm512_setzero_si512();
+        const uint8_t *qs = col + 256;
+        KZ_UNROLL
+        for (int g = 0; g < 4; g++) {
+            __m512i p[4][4];
+            KZ_UNROLL
+            for (int j = 0; j < NC; j++)
+                KZ_UNROLL
+                for (int t = 0; t < 2 * SPL; t++) p[j][t] = _mm512_setzero_si512();
+            KZ_UNROLL
+            for (int k = 0; k < 8; k++) {
+                __m512i z = _mm512_loadu_si512((const void *)(qs + 64 * (8 * g + k)));
+                __m512i lo = _mm512_and_si512(z, m4);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
+                KZ_UNROLL
+                for (int j = 0; j < NC; j++) {
+                    const int8_t *y = a[j].qs + 256 * b + 64 * g + 4 * k;
+                    p[j][2 * (k % SPL)] = _mm512_dpbusd_epi32(p[j][2 * (k % SPL)], lo, kz_bcast4(y));
+                    p[j][2 * (k % SPL) + 1] =
+                        _mm512_dpbusd_epi32(p[j][2 * (k % SPL) + 1], hi, kz_bcast4(y + 32));
+                }
+            }
+            const __m512i su = g < 2 ? u0 : u1;
+            const int sh = 16 * (g & 1);
+            __m512i sc0 = _mm512_and_si512(_mm512_srli_epi32(su, sh), mff);
+            __m512i sc1 = _mm512_and_si512(_mm512_srli_epi32(su, sh + 8), mff);
+            KZ_UNROLL
+            for (int j = 0; j < NC; j++) {
+                __m512i s0 = p[j][0], s1 = p[j][1];
+                KZ_UNROLL
+                for (int t = 1; t < SPL; t++) {
+                    s0 = _mm512_add_epi32(s0, p[j][2 * t]);
+                    s1 = _mm512_add_epi32(s1, p[j][2 * t + 1]);
+                }
+                isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(s0, sc0));
+                isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(s1, sc1));
+            }
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)col));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(col + 32)));
+        __m512i w1 = _mm512_loadu_si512((const void *)(col + 128));
+        __m512i u2 = _mm512_and_si512(w1, m3f);
+        __m512i u3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), m4),
+                                     _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 6), m03), 4));
+        /* mins as int16 pairs: (m0, m2), (m1, m3), (m4, m6), (m5, m7) */
+        __m512i mp[4] = {_mm512_and_si512(u2, lo16), _mm512_and_si512(_mm512_srli_epi32(u2, 8), lo16),
+                         _mm512_and_si512(u3, lo16), _mm512_and_si512(_mm512_srli_epi32(u3, 8), lo16)};
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) {
+            const int16_t *bs = a[j].bsum32 + 8 * b;
+            __m512i msum = _mm512_setzero_si512();
+            KZ_UNROLL
+            for (int t = 0; t < 4; t++) {
+                int e0 = (t / 2) * 4 + (t & 1); /* pairs (0,2) (1,3) (4,6) (5,7) */
+                uint32_t pr = (uint16_t)bs[e0] | (uint32_t)(uint16_t)bs[e0 + 2] << 16;
+                msum = _mm512_dpwssd_epi32(msum, mp[t], _mm512_set1_epi32((int32_t)pr));
+            }
+            __m512 dy = _mm512_set1_ps(a[j].d[b]);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_mul_ps(d, dy), acc[j]);
+            acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dy), acc[j]);
+        }
+    }
+    KZ_UNROLL
+    for (int j = 0; j < NC; j++) _mm512_storeu_ps(Y + (size_t)j * ldy + r, acc[j]);
+}
+
+static void kz_rows_q4_k_r16(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride,
+                             float *Y, int ldy, int r0, int r1, int n, int cols)
+{
+    struct KX(actk) act[KX_CGROUP];
+    const int nk = cols / 256;
+    for (int cg = 0; cg < n; cg += KX_CGROUP) {
+        int ce = cg + KX_CGROUP < n ? cg + KX_CGROUP : n;
+        for (int c = cg; c < ce; c++) {
+            struct kern_arow ar = kern_arow_at(KERN_ACT_Q8_K, A + (size_t)c * astride, cols);
+            act[c - cg] = (struct KX(actk)){ar.qs, ar.d, ar.bsum, ar.bsum32};
+        }
+        for (int r = r0; r < r1; r += KERN_R16) {
+            const uint8_t *G = W + (size_t)r * wstride;
+            for (int c = cg; c < ce;) {
+                int nc = ce - c >= 4 ? 4 : ce - c;
+                float *y = Y + (size_t)c * ldy;
+                const struct KX(actk) *ac = act + (c - cg);
+                if (nc == 4) kz_tile_q4k_r16(G, nk, ac, y, ldy, r, 4);
+                else if (nc == 3) kz_tile_q4k_r16(G, nk, ac, y, ldy, r, 3);
+                else if (nc == 2) kz_tile_q4k_r16(G, nk, ac, y, ldy, r, 2);
+                else kz_tile_q4k_r16(G, nk, ac, y, ldy, r, 1);
+                c += nc;
+            }
+        }
+    }
+}
+
 /* ---- activation quantization: the same bytes as kern_act_quantize (same products, same
  * round-half-even conversion), 16 values per instruction. */
 
@@ -550,6 +675,7 @@ void kern_ops_avx512(struct kern_ops *o)
     o->rows[GGML_TYPE_Q6_K] = kz_rows_q6_k;
     o->rows[KERN_TYPE_Q4_0_R16] = kz_rows_q4_0_r16;
     o->rows[KERN_TYPE_Q8_0_R16] = kz_rows_q8_0_r16;
+    o->rows[KERN_TYPE_Q4_K_R16] = kz_rows_q4_k_r16;
     o->act_quantize = kz_act_quantize;
 }
 

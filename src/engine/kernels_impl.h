@@ -46,7 +46,12 @@ _Static_assert(sizeof(struct blk_q6_k) == 210, "q6_K block");
  *             bytes 4i..4i+3 row i's qs[4k..4k+3]: low nibbles are elements 4k..4k+3, high
  *             nibbles elements 16+4k..16+4k+3.
  *   Q8_0_R16: nb block columns of 512 bytes (chunk k of 8: bytes 4i..4i+3 = row i's
- *             qs[4k..4k+3]), then nb x 16 f16 scales. */
+ *             qs[4k..4k+3]), then nb x 16 f16 scales.
+ *   Q4_K_R16: per super-block column (nk = cols/256 of them) 2304 bytes: 16 f16 d, 16 f16
+ *             dmin, then three 64-byte vectors whose lane i (4 bytes) is row i's scales[0..3],
+ *             [4..7], [8..11] (so kern_q4k_unpack's word operations run on 16 rows at once),
+ *             then 32 chunks of 64 bytes: chunk 8g + k, lane i = row i's qs[32g + 4k..+3]
+ *             (low nibbles: sub-block 2g, high nibbles: sub-block 2g + 1). */
 #define KERN_R16 16
 
 /* Activation formats: one row of `cols` values quantized into scratch, laid out as separate
