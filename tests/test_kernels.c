@@ -571,6 +571,114 @@ static void test_repacked(void **state)
     pool_free(pool);
 }
 
+/* kern_attn_scores / kern_attn_accum on every ISA against the scalar reference, f32 and f16
+ * rows with a row stride wider than D (as in the KV cache), odd T, and D not a multiple of
+ * 16 (scalar path on every ISA: bit-identical). Tolerance: 1e-5 of the sum of |products|. */
+static void test_attn_helpers(void **state)
+{
+    (void)state;
+    kern_init();
+    enum kern_isa best = kern_isa();
+    rng_seed(6);
+    static const int dims[][2] = {{64, 37}, {128, 5}, {16, 1}, {80, 130}, {8, 9}, {64, 0}};
+    for (size_t s = 0; s < sizeof dims / sizeof dims[0]; s++)
+        for (int f16 = 0; f16 < 2; f16++) {
+            int D = dims[s][0], T = dims[s][1];
+            enum ggml_type kv = f16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+            size_t elt = f16 ? 2 : 4, stride = (size_t)(D + 24) * elt;
+            uint8_t *K = malloc(stride * (T + 1)), *V = malloc(stride * (T + 1));
+            float *kf = malloc(sizeof(float) * D * (T + 1)), *vf = malloc(sizeof(float) * D * (T + 1));
+            for (int t = 0; t < T; t++)
+                for (int d = 0; d < D; d++) {
+                    float a = rng_gauss(1.0f), b = rng_gauss(1.0f);
+                    if (f16) {
+                        uint16_t ha = kern_f32_to_f16(a), hb = kern_f32_to_f16(b);
+                        memcpy(K + t * stride + 2 * d, &ha, 2);
+                        memcpy(V + t * stride + 2 * d, &hb, 2);
+                        a = kern_f16_to_f32(ha);
+                        b = kern_f16_to_f32(hb);
+                    } else {
+                        memcpy(K + t * stride + 4 * d, &a, 4);
+                        memcpy(V + t * stride + 4 * d, &b, 4);
+                    }
+                    kf[t * D + d] = a;
+                    vf[t * D + d] = b;
+                }
+            float q[128], att[160], ref_s[160], o[128], ref_o[128], w[160];
+            for (int d = 0; d < D; d++) q[d] = rng_gauss(1.0f);
+            for (int t = 0; t < T; t++) w[t] = rng_unif();
+            kern_force_isa(KERN_ISA_SCALAR);
+            kern_attn_scores(kv, q, K, stride, T, D, 0.125f, ref_s);
+            for (int d = 0; d < D; d++) ref_o[d] = 0.5f;
+            kern_attn_accum(kv, w, V, stride, T, D, ref_o);
+            for (int t = 0; t < T; t++) { /* the reference itself against plain math */
+                double sd = 0;
+                for (int d = 0; d < D; d++) sd += (double)q[d] * kf[t * D + d];
+                assert_true(fabs(sd * 0.125 - ref_s[t]) <= 1e-5 * D);
+            }
+            for (int isa = KERN_ISA_SCALAR; isa <= (int)best; isa++) {
+                kern_force_isa((enum kern_isa)isa);
+                kern_attn_scores(kv, q, K, stride, T, D, 0.125f, att);
+                for (int d = 0; d < D; d++) o[d] = 0.5f;
+                kern_attn_accum(kv, w, V, stride, T, D, o);
+                for (int t = 0; t < T; t++) {
+                    double absd = 0;
+                    for (int d = 0; d < D; d++) absd += fabs((double)q[d] * kf[t * D + d]);
+                    assert_true(fabs((double)att[t] - ref_s[t]) <= 1e-5 * absd * 0.125 + 1e-7);
+                    if (D % 16) assert_true(att[t] == ref_s[t]);
+                }
+                for (int d = 0; d < D; d++) {
+                    double absd = 0.5;
+                    for (int t = 0; t < T; t++) absd += fabs((double)w[t] * vf[t * D + d]);
+                    assert_true(fabs((double)o[d] - ref_o[d]) <= 1e-5 * absd);
+                    if (D % 16) assert_true(o[d] == ref_o[d]);
+                }
+            }
+            free(K);
+            free(V);
+            free(kf);
+            free(vf);
+        }
+    kern_force_isa(best);
+}
+
+/* kern_softmax on every ISA against a double-precision softmax: relative error <= 1e-5 per
+ * element (f32 sums of up to 70 terms; the polynomial exp is within 2e-7), sums to 1, tails of every length mod 16, very
+ * negative scores give 0 (not NaN), one huge score gives a one-hot vector. */
+static void test_softmax(void **state)
+{
+    (void)state;
+    kern_init();
+    enum kern_isa best = kern_isa();
+    rng_seed(7);
+    for (int isa = KERN_ISA_SCALAR; isa <= (int)best; isa++) {
+        kern_force_isa((enum kern_isa)isa);
+        for (int n = 1; n <= 70; n += (n < 34 ? 1 : 9)) {
+            float x[80];
+            double ref[80], mx = -1e30, sum = 0;
+            for (int i = 0; i < n; i++) x[i] = rng_gauss(6.0f);
+            if (n > 3) x[2] = -200.0f;
+            for (int i = 0; i < n; i++) mx = fmax(mx, x[i]);
+            for (int i = 0; i < n; i++) sum += ref[i] = exp((double)x[i] - mx);
+            kern_softmax(x, n);
+            double got = 0;
+            for (int i = 0; i < n; i++) {
+                ref[i] /= sum;
+                got += x[i];
+                assert_false(isnan(x[i]));
+                assert_true(fabs(x[i] - ref[i]) <= 1e-5 * ref[i] + 1e-30);
+            }
+            assert_true(fabs(got - 1.0) < 1e-5);
+        }
+        float one[17];
+        for (int i = 0; i < 17; i++) one[i] = -1.0f;
+        one[16] = 1e4f;
+        kern_softmax(one, 17);
+        assert_true(one[16] == 1.0f && one[0] == 0.0f);
+    }
+    kern_force_isa(best);
+}
+
 static void test_supported_and_scratch(void **state)
 {
     (void)state;
@@ -595,6 +703,8 @@ int main(void)
         cmocka_unit_test(test_isa_vs_scalar),
         cmocka_unit_test(test_threads_odd_rows),
         cmocka_unit_test(test_repacked),
+        cmocka_unit_test(test_attn_helpers),
+        cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_supported_and_scratch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -710,6 +710,80 @@ void kern_matmul(enum ggml_type t, const void *W, const float *X, float *Y, int 
     pool_for(pool, (size_t)rows, chunk, mm_rows_job, &m);
 }
 
+/* Scalar references: plain sums in index order. */
+static void attn_scores_scalar(enum ggml_type kv, const float *q, const void *K, size_t stride,
+                               int T, int D, float scale, float *out)
+{
+    for (int t = 0; t < T; t++) {
+        const uint8_t *kr = (const uint8_t *)K + (size_t)t * stride;
+        float sum = 0.0f;
+        if (kv == GGML_TYPE_F16)
+            for (int d = 0; d < D; d++) {
+                uint16_t h;
+                memcpy(&h, kr + 2 * d, 2);
+                sum += kern_f16_to_f32(h) * q[d];
+            }
+        else
+            for (int d = 0; d < D; d++) sum += ((const float *)kr)[d] * q[d];
+        out[t] = sum * scale;
+    }
+}
+
+static void attn_accum_scalar(enum ggml_type kv, const float *a, const void *V, size_t stride,
+                              int T, int D, float *o)
+{
+    for (int t = 0; t < T; t++) {
+        const uint8_t *vr = (const uint8_t *)V + (size_t)t * stride;
+        if (kv == GGML_TYPE_F16)
+            for (int d = 0; d < D; d++) {
+                uint16_t h;
+                memcpy(&h, vr + 2 * d, 2);
+                o[d] += a[t] * kern_f16_to_f32(h);
+            }
+        else
+            for (int d = 0; d < D; d++) o[d] += a[t] * ((const float *)vr)[d];
+    }
+}
+
+void kern_attn_scores(enum ggml_type kv, const float *q, const void *K, size_t stride, int T,
+                      int D, float scale, float *out)
+{
+    kern_init();
+    const struct kern_ops *ops = &g_ops_by_isa[atomic_load(&g_isa)];
+    if (ops->attn_scores && D % 16 == 0) ops->attn_scores(kv, q, K, stride, T, D, scale, out);
+    else attn_scores_scalar(kv, q, K, stride, T, D, scale, out);
+}
+
+void kern_attn_accum(enum ggml_type kv, const float *a, const void *V, size_t stride, int T,
+                     int D, float *o)
+{
+    kern_init();
+    const struct kern_ops *ops = &g_ops_by_isa[atomic_load(&g_isa)];
+    if (ops->attn_accum && D % 16 == 0) ops->attn_accum(kv, a, V, stride, T, D, o);
+    else attn_accum_scalar(kv, a, V, stride, T, D, o);
+}
+
+void kern_softmax(float *x, int n)
+{
+    kern_init();
+    const struct kern_ops *ops = &g_ops_by_isa[atomic_load(&g_isa)];
+    if (ops->softmax) {
+        ops->softmax(x, n);
+        return;
+    }
+    if (n <= 0) return; /* scalar reference, the same as ops_softmax */
+    float maxv = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > maxv) maxv = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - maxv);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
 float kern_dot_row(enum ggml_type t, const void *wrow, const float *x, int cols)
 {
     uint32_t bs = kt_blck(t);

@@ -63,6 +63,21 @@ void kern_matmul(enum ggml_type t, const void *W, const float *X, float *Y, int 
 /** Single-thread dot of one weight row with an f32 vector (reference path, embeddings). */
 float kern_dot_row(enum ggml_type t, const void *wrow, const float *x, int cols);
 
+/** Attention over cached rows: T rows of D elements of type `kv` (F32 or F16), `stride`
+ *  bytes apart, starting at K (or V).
+ *  kern_attn_scores: out[t] = scale * dot(q, K row t), t < T.
+ *  kern_attn_accum:  o[d] += sum_t a[t] * V row t [d], d < D (summed in t order).
+ *  SIMD when the ISA has it and D is a multiple of 16; the scalar reference otherwise. */
+void kern_attn_scores(enum ggml_type kv, const float *q, const void *K, size_t stride, int T,
+                      int D, float scale, float *out);
+void kern_attn_accum(enum ggml_type kv, const float *a, const void *V, size_t stride, int T,
+                     int D, float *o);
+
+/** In-place softmax of x[0..n) (max-subtracted, as ops_softmax). The SIMD version computes
+ *  exp with a degree-6 polynomial on the reduced argument and vscalefps (relative error
+ *  ~2e-7 against expf). */
+void kern_softmax(float *x, int n);
+
 /** Row conversion. Return 0, or -1 if the type is unsupported or n not a block multiple. */
 int kern_quantize_row(enum ggml_type t, const float *x, void *out, int64_t n);
 int kern_dequantize_row(enum ggml_type t, const void *in, float *y, int64_t n);

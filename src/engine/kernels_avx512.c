@@ -592,6 +592,141 @@ static void kz_rows_q4_k_r16(const uint8_t *W, size_t wstride, const uint8_t *A,
     }
 }
 
+/* ---- attention helpers (scalar references attn_*_scalar in kernels.c); D % 16 == 0. */
+
+static inline __attribute__((always_inline)) __m512 kz_load_kv(const uint8_t *row, int d, const int f16)
+{
+    if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)d)));
+    return _mm512_loadu_ps((const float *)row + d);
+}
+
+/* Four keys at a time: four independent FMA chains, one reduction each. */
+static inline __attribute__((always_inline)) void
+kz_scores(const float *q, const uint8_t *K, size_t stride, int T, int D, float scale, float *out,
+          const int f16)
+{
+    int t = 0;
+    for (; t + 4 <= T; t += 4) {
+        const uint8_t *k0 = K + (size_t)t * stride;
+        __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int d = 0; d < D; d += 16) {
+            __m512 qv = _mm512_loadu_ps(q + d);
+            KZ_UNROLL
+            for (int u = 0; u < 4; u++) s[u] = _mm512_fmadd_ps(qv, kz_load_kv(k0 + u * stride, d, f16), s[u]);
+        }
+        KZ_UNROLL
+        for (int u = 0; u < 4; u++) out[t + u] = _mm512_reduce_add_ps(s[u]) * scale;
+    }
+    for (; t < T; t++) {
+        const uint8_t *kr = K + (size_t)t * stride;
+        __m512 s0 = _mm512_setzero_ps();
+        for (int d = 0; d < D; d += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), kz_load_kv(kr, d, f16), s0);
+        out[t] = _mm512_reduce_add_ps(s0) * scale;
+    }
+}
+
+static void kz_attn_scores(enum ggml_type kv, const float *q, const void *K, size_t stride, int T,
+                           int D, float scale, float *out)
+{
+    if (kv == GGML_TYPE_F16) kz_scores(q, K, stride, T, D, scale, out, 1);
+    else kz_scores(q, K, stride, T, D, scale, out, 0);
+}
+
+/* 64 output values at a time in registers, two positions per step (two FMA chains each). */
+static inline __attribute__((always_inline)) void
+kz_accum(const float *a, const uint8_t *V, size_t stride, int T, int D, float *o, const int f16)
+{
+    int d = 0;
+    for (; d + 64 <= D; d += 64) {
+        __m512 x[4], y[4];
+        KZ_UNROLL
+        for (int u = 0; u < 4; u++) {
+            x[u] = _mm512_loadu_ps(o + d + 16 * u);
+            y[u] = _mm512_setzero_ps();
+        }
+        int t = 0;
+        for (; t + 2 <= T; t += 2) {
+            const uint8_t *v0 = V + (size_t)t * stride, *v1 = v0 + stride;
+            __m512 a0 = _mm512_set1_ps(a[t]), a1 = _mm512_set1_ps(a[t + 1]);
+            KZ_UNROLL
+            for (int u = 0; u < 4; u++) {
+                x[u] = _mm512_fmadd_ps(a0, kz_load_kv(v0, d + 16 * u, f16), x[u]);
+                y[u] = _mm512_fmadd_ps(a1, kz_load_kv(v1, d + 16 * u, f16), y[u]);
+            }
+        }
+        if (t < T) {
+            const uint8_t *v0 = V + (size_t)t * stride;
+            __m512 a0 = _mm512_set1_ps(a[t]);
+            KZ_UNROLL
+            for (int u = 0; u < 4; u++) x[u] = _mm512_fmadd_ps(a0, kz_load_kv(v0, d + 16 * u, f16), x[u]);
+        }
+        KZ_UNROLL
+        for (int u = 0; u < 4; u++) _mm512_storeu_ps(o + d + 16 * u, _mm512_add_ps(x[u], y[u]));
+    }
+    for (; d < D; d += 16) {
+        __m512 x0 = _mm512_loadu_ps(o + d);
+        for (int t = 0; t < T; t++)
+            x0 = _mm512_fmadd_ps(_mm512_set1_ps(a[t]), kz_load_kv(V + (size_t)t * stride, d, f16), x0);
+        _mm512_storeu_ps(o + d, x0);
+    }
+}
+
+static void kz_attn_accum(enum ggml_type kv, const float *a, const void *V, size_t stride, int T,
+                          int D, float *o)
+{
+    if (kv == GGML_TYPE_F16) kz_accum(a, V, stride, T, D, o, 1);
+    else kz_accum(a, V, stride, T, D, o, 0);
+}
+
+/* exp(x) for x <= 0 (softmax arguments; anything below -87 gives 0 through vscalefps):
+ * x = k ln2 + r, |r| <= ln2/2 (ln2 split in two for exactness), e^r by its Taylor polynomial
+ * to degree 6 (truncation error < 2e-7 relative), then scaled by 2^k. */
+static inline __attribute__((always_inline)) __m512 kz_exp(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+static void kz_softmax(float *x, int n)
+{
+    if (n <= 0) return;
+    __m512 mv = _mm512_set1_ps(x[0]);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
+    if (i < n) mv = _mm512_mask_max_ps(mv, (__mmask16)((1u << (n - i)) - 1), mv, _mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1), x + i));
+    __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+    __m512 sum = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 e = kz_exp(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
+        _mm512_storeu_ps(x + i, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = kz_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), m));
+        e = _mm512_maskz_mov_ps(k, e);
+        _mm512_mask_storeu_ps(x + i, k, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), inv));
+    }
+}
+
 /* ---- activation quantization: the same bytes as kern_act_quantize (same products, same
  * round-half-even conversion), 16 values per instruction. */
 
@@ -676,6 +811,9 @@ void kern_ops_avx512(struct kern_ops *o)
     o->rows[KERN_TYPE_Q4_0_R16] = kz_rows_q4_0_r16;
     o->rows[KERN_TYPE_Q8_0_R16] = kz_rows_q8_0_r16;
     o->rows[KERN_TYPE_Q4_K_R16] = kz_rows_q4_k_r16;
+    o->attn_scores = kz_attn_scores;
+    o->attn_accum = kz_attn_accum;
+    o->softmax = kz_softmax;
     o->act_quantize = kz_act_quantize;
 }
 

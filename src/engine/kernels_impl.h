@@ -97,6 +97,12 @@ struct kern_ops {
     kern_rows_fn rows[KERN_TYPE_END]; /* GGUF types, then the packed KERN_TYPE_* */
     /* Optional fast activation quantizer (must give the same bytes as the scalar one). */
     void (*act_quantize)(enum kern_act a, const float *x, void *out, int cols);
+    /* Optional attention helpers (kern_attn_*), only called with D % 16 == 0. */
+    void (*attn_scores)(enum ggml_type kv, const float *q, const void *K, size_t stride, int T,
+                        int D, float scale, float *out);
+    void (*attn_accum)(enum ggml_type kv, const float *a, const void *V, size_t stride, int T,
+                       int D, float *o);
+    void (*softmax)(float *x, int n); /* optional */
 };
 
 void kern_ops_scalar(struct kern_ops *o);

@@ -807,7 +807,8 @@ static void attention_chunk(void *ctx, size_t b, size_t e, int tid)
         float *o = c->att_out + r * q_dim + (size_t)h * D;
         for (int d = 0; d < D; d++)
             o[d] = 0.0f;
-        if (tab) { /* f16 cache */
+        if (tab && kern_isa() < KERN_ISA_AVX512) {
+            /* f16 cache without AVX-512: the table beats converting bit by bit */
             for (int t = 0; t < T; t++) {
                 const uint16_t *kr = (const uint16_t *)(kc + (size_t)t * kv_row);
                 float sum = 0.0f;
@@ -824,20 +825,9 @@ static void attention_chunk(void *ctx, size_t b, size_t e, int tid)
             }
             continue;
         }
-        for (int t = 0; t < T; t++) {
-            const float *kr = (const float *)(kc + (size_t)t * kv_row);
-            float sum = 0.0f;
-            for (int d = 0; d < D; d++)
-                sum += kr[d] * q[d];
-            att[t] = sum * scale;
-        }
-        ops_softmax(att, T);
-        for (int t = 0; t < T; t++) {
-            const float *vr = (const float *)(vc + (size_t)t * kv_row);
-            float a = att[t];
-            for (int d = 0; d < D; d++)
-                o[d] += a * vr[d];
-        }
+        kern_attn_scores(c->kv_type, q, kc, kv_row, T, D, scale, att);
+        kern_softmax(att, T);
+        kern_attn_accum(c->kv_type, att, vc, kv_row, T, D, o);
     }
 }
 
