@@ -501,13 +501,14 @@ static void test_repacked(void **state)
     struct pool *pool = pool_new(2);
     assert_non_null(pool);
     rng_seed(5);
-    static const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K};
+    static const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K,
+                                           GGML_TYPE_Q6_K};
     static const enum ggml_type packed[] = {KERN_TYPE_Q4_0_R16, KERN_TYPE_Q8_0_R16,
-                                            KERN_TYPE_Q4_K_R16};
+                                            KERN_TYPE_Q4_K_R16, KERN_TYPE_Q6_K_R16};
     static const int shapes[][3] = {{16, 32, 1},  {16, 256, 1}, {32, 512, 1}, {48, 1024, 5},
                                     {64, 512, 7}, {16, 96, 3},  {32, 256, 67}, {160, 2048, 1},
                                     {96, 352, 9},  {32, 768, 2}, {16, 256, 66}};
-    for (size_t k = 0; k < 3; k++)
+    for (size_t k = 0; k < 4; k++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             enum ggml_type t = types[k];
             int rows = shapes[s][0], cols = shapes[s][1], n = shapes[s][2];
@@ -564,10 +565,13 @@ static void test_repacked(void **state)
     assert_int_equal(kern_repack_type(GGML_TYPE_Q4_0, 24, 256), GGML_TYPE_Q4_0);
     assert_int_equal(kern_repack_type(GGML_TYPE_Q4_K, 64, 256),
                      best >= KERN_ISA_AVX512 ? KERN_TYPE_Q4_K_R16 : GGML_TYPE_Q4_K);
-    assert_int_equal(kern_repack_type(GGML_TYPE_Q6_K, 64, 256), GGML_TYPE_Q6_K);
+    assert_int_equal(kern_repack_type(GGML_TYPE_Q6_K, 64, 256),
+                     best >= KERN_ISA_AVX512 ? KERN_TYPE_Q6_K_R16 : GGML_TYPE_Q6_K);
+    assert_int_equal(kern_repack_type(GGML_TYPE_F16, 64, 256), GGML_TYPE_F16);
     uint8_t buf[16 * 34];
     assert_int_equal(kern_repack(GGML_TYPE_Q4_0, buf, buf, 8, 32), -1);
-    assert_int_equal(kern_repack(GGML_TYPE_Q6_K, buf, buf, 16, 256), -1);
+    assert_int_equal(kern_repack(GGML_TYPE_Q6_K, buf, buf, 16, 96), -1);
+    assert_int_equal(kern_repack(GGML_TYPE_F16, buf, buf, 16, 32), -1);
     pool_free(pool);
 }
 

@@ -23,6 +23,7 @@ static enum ggml_type kt_base(enum ggml_type t)
     if ((int)t == (int)KERN_TYPE_Q4_0_R16) return GGML_TYPE_Q4_0;
     if ((int)t == (int)KERN_TYPE_Q8_0_R16) return GGML_TYPE_Q8_0;
     if ((int)t == (int)KERN_TYPE_Q4_K_R16) return GGML_TYPE_Q4_K;
+    if ((int)t == (int)KERN_TYPE_Q6_K_R16) return GGML_TYPE_Q6_K;
     return t;
 }
 
@@ -427,6 +428,25 @@ static float dot_q4_k_r16(const uint8_t *group, int i, const struct kern_arow *a
     return s;
 }
 
+/* Rebuilds row i's GGUF Q6_K block from a packed column, then the same sums as dot_q6_k. */
+static float dot_q6_k_r16(const uint8_t *group, int i, const struct kern_arow *a, int n)
+{
+    float s = 0;
+    for (int b = 0; b < n / QK_K; b++) {
+        const uint8_t *col = group + (size_t)b * KERN_R16 * sizeof(struct blk_q6_k);
+        struct blk_q6_k blk;
+        memcpy(&blk.d, col + 2 * i, 2);
+        for (int v = 0; v < 4; v++) memcpy(blk.scales + 4 * v, col + 32 + 64 * v + 4 * i, 4);
+        for (int c = 0; c < 32; c++) memcpy(blk.ql + 4 * c, col + 288 + 64 * c + 4 * i, 4);
+        for (int c = 0; c < 16; c++) memcpy(blk.qh + 4 * c, col + 288 + 2048 + 64 * c + 4 * i, 4);
+        struct kern_arow one = *a;
+        one.qs = a->qs + b * QK_K;
+        one.d = a->d + b;
+        s += dot_q6_k(&blk, &one, QK_K);
+    }
+    return s;
+}
+
 /* ---------------------------------------------------------------- scalar row jobs */
 
 #define SCALAR_ROWS_F(name, dotfn)                                                             \
@@ -466,6 +486,7 @@ static float dot_q4_k_r16(const uint8_t *group, int i, const struct kern_arow *a
 SCALAR_ROWS_R16(rows_q4_0_r16, dot_q4_0_r16, KERN_ACT_Q8_0)
 SCALAR_ROWS_R16(rows_q8_0_r16, dot_q8_0_r16, KERN_ACT_Q8_0)
 SCALAR_ROWS_R16(rows_q4_k_r16, dot_q4_k_r16, KERN_ACT_Q8_K)
+SCALAR_ROWS_R16(rows_q6_k_r16, dot_q6_k_r16, KERN_ACT_Q8_K)
 SCALAR_ROWS_F(rows_f32, dot_f32)
 SCALAR_ROWS_F(rows_f16, dot_f16)
 SCALAR_ROWS_F(rows_bf16, dot_bf16)
@@ -487,6 +508,7 @@ void kern_ops_scalar(struct kern_ops *o)
     o->rows[KERN_TYPE_Q4_0_R16] = rows_q4_0_r16;
     o->rows[KERN_TYPE_Q8_0_R16] = rows_q8_0_r16;
     o->rows[KERN_TYPE_Q4_K_R16] = rows_q4_k_r16;
+    o->rows[KERN_TYPE_Q6_K_R16] = rows_q6_k_r16;
     o->act_quantize = kern_act_quantize;
 }
 
@@ -501,12 +523,17 @@ static enum kern_isa detect_isa(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
+    /* clang before 16 does not know "f16c" here; no CPU with AVX2 + FMA lacks it. */
+#if defined(__clang__) && __clang_major__ < 16
+    const bool f16c = true;
+#else
+    const bool f16c = __builtin_cpu_supports("f16c");
+#endif
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-        __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma"))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && f16c &&
+        __builtin_cpu_supports("fma"))
         return KERN_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         return KERN_ISA_AVX2;
 #endif
     return KERN_ISA_SCALAR;
@@ -578,6 +605,7 @@ enum ggml_type kern_repack_type(enum ggml_type t, int rows, int cols)
     if (t == GGML_TYPE_Q4_0) return KERN_TYPE_Q4_0_R16;
     if (t == GGML_TYPE_Q8_0) return KERN_TYPE_Q8_0_R16;
     if (t == GGML_TYPE_Q4_K && cols % QK_K == 0) return KERN_TYPE_Q4_K_R16;
+    if (t == GGML_TYPE_Q6_K && cols % QK_K == 0) return KERN_TYPE_Q6_K_R16;
     return t;
 }
 
@@ -601,6 +629,27 @@ int kern_repack(enum ggml_type t, const void *W, void *out, int rows, int cols)
                     memcpy(col + 32 + 2 * i, &row[b].dmin, 2);
                     for (int w = 0; w < 3; w++) memcpy(col + 64 + 64 * w + 4 * i, row[b].scales + 4 * w, 4);
                     for (int c = 0; c < 32; c++) memcpy(col + 256 + 64 * c + 4 * i, row[b].qs + 4 * c, 4);
+                }
+            }
+        }
+        return 0;
+    }
+    if (t == GGML_TYPE_Q6_K) {
+        if (cols % QK_K) return -1;
+        const int nk = cols / QK_K;
+        const size_t rsize = kt_row_size(t, cols), csize = KERN_R16 * sizeof(struct blk_q6_k);
+        for (int g = 0; g < rows / KERN_R16; g++) {
+            uint8_t *dst = (uint8_t *)out + (size_t)g * KERN_R16 * rsize;
+            for (int i = 0; i < KERN_R16; i++) {
+                const struct blk_q6_k *row =
+                    (const struct blk_q6_k *)((const uint8_t *)W + ((size_t)g * KERN_R16 + i) * rsize);
+                for (int b = 0; b < nk; b++) {
+                    uint8_t *col = dst + (size_t)b * csize;
+                    memcpy(col + 2 * i, &row[b].d, 2);
+                    for (int v = 0; v < 4; v++) memcpy(col + 32 + 64 * v + 4 * i, row[b].scales + 4 * v, 4);
+                    for (int c = 0; c < 32; c++) memcpy(col + 288 + 64 * c + 4 * i, row[b].ql + 4 * c, 4);
+                    for (int c = 0; c < 16; c++)
+                        memcpy(col + 288 + 2048 + 64 * c + 4 * i, row[b].qh + 4 * c, 4);
                 }
             }
         }

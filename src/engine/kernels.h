@@ -35,7 +35,8 @@ enum kern_isa kern_force_isa(enum kern_isa isa);
 #define KERN_TYPE_Q4_0_R16 ((enum ggml_type)(GGML_TYPE_COUNT + 0))
 #define KERN_TYPE_Q8_0_R16 ((enum ggml_type)(GGML_TYPE_COUNT + 1))
 #define KERN_TYPE_Q4_K_R16 ((enum ggml_type)(GGML_TYPE_COUNT + 2))
-#define KERN_TYPE_END (GGML_TYPE_COUNT + 3)
+#define KERN_TYPE_Q6_K_R16 ((enum ggml_type)(GGML_TYPE_COUNT + 3))
+#define KERN_TYPE_END (GGML_TYPE_COUNT + 4)
 
 /** The packed type kern_repack turns a (rows x cols) matrix of type `t` into, or `t` itself
  *  when there is none worth using on this CPU (no AVX-512 VNNI, rows not a multiple of 16,

@@ -4,8 +4,15 @@
 #include "engine/kernels_impl.h"
 
 #if defined(__x86_64__)
+#include <immintrin.h> /* before the target switch: the intrinsics carry their own targets */
+/* GCC: a target pragma for the rest of the file; clang (the libFuzzer build) has no such
+ * pragma and takes the same features as an attribute applied to every function below. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+#endif
 
 #define KX(name) name##_avx512
 #define KX_VNNI 1
@@ -592,6 +599,116 @@ static void kz_rows_q4_k_r16(const uint8_t *W, size_t wstride, const uint8_t *A,
     }
 }
 
+/* Packed Q6_K_R16 (layout in kernels_impl.h; scalar reference dot_q6_k_r16). Per half h and
+ * 4-element step l4, one load each of the ql words at 32h.. and 32h+8.. and of the qh word
+ * gives the 6-bit values of 4 quarters (sub-blocks 8h + 2 quarter + l4/4) for 16 rows; each
+ * meets its broadcast activation word in vpdpbusd; sub-block sums are scaled by their lane's
+ * sign-extended int8 scale (vpmulld) and the -32 offset is taken off once per super-block
+ * as 32 * sum_k scale_k * bsum_k (vpdpwssd on int16 scale pairs). */
+static inline __attribute__((always_inline)) void
+kz_tile_q6k_r16(const uint8_t *G, int nk, const struct KX(actk) *a, float *Y, int ldy, int r,
+                const int NC)
+{
+    __m512 acc[2];
+    KZ_UNROLL
+    for (int j = 0; j < NC; j++) acc[j] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03);
+    const size_t csize = KERN_R16 * sizeof(struct blk_q6_k);
+    for (int b = 0; b < nk; b++) {
+        const uint8_t *col = G + (size_t)b * csize;
+#if KZ_PREFETCH
+        KZ_UNROLL
+        for (size_t l = 0; l < csize; l += 64) _mm_prefetch((const char *)col + csize + l, _MM_HINT_T0);
+#endif
+        const uint8_t *sc = col + 32, *ql = col + 288, *qh = col + 288 + 2048;
+        __m512i isum[2];
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) isum[j] = _mm512_setzero_si512();
+        KZ_UNROLL
+        for (int h = 0; h < 2; h++)
+            KZ_UNROLL
+            for (int half = 0; half < 2; half++) {
+                __m512i p[4][2];
+                KZ_UNROLL
+                for (int qq = 0; qq < 4; qq++)
+                    KZ_UNROLL
+                    for (int j = 0; j < NC; j++) p[qq][j] = _mm512_setzero_si512();
+                KZ_UNROLL
+                for (int l4 = 4 * half; l4 < 4 * half + 4; l4++) {
+                    __m512i zA = _mm512_loadu_si512((const void *)(ql + 64 * (16 * h + l4)));
+                    __m512i zB = _mm512_loadu_si512((const void *)(ql + 64 * (16 * h + 8 + l4)));
+                    __m512i zH = _mm512_loadu_si512((const void *)(qh + 64 * (8 * h + l4)));
+                    __m512i q[4];
+                    q[0] = _mm512_or_si512(_mm512_and_si512(zA, m4),
+                                           _mm512_slli_epi16(_mm512_and_si512(zH, m3), 4));
+                    q[1] = _mm512_or_si512(_mm512_and_si512(zB, m4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(zH, 2), m3), 4));
+                    q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(zA, 4), m4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(zH, 4), m3), 4));
+                    q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(zB, 4), m4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(zH, 6), m3), 4));
+                    KZ_UNROLL
+                    for (int j = 0; j < NC; j++)
+                        KZ_UNROLL
+                        for (int qq = 0; qq < 4; qq++)
+                            p[qq][j] = _mm512_dpbusd_epi32(
+                                p[qq][j], q[qq], kz_bcast4(a[j].qs + 256 * b + 128 * h + 32 * qq + 4 * l4));
+                }
+                KZ_UNROLL
+                for (int qq = 0; qq < 4; qq++) {
+                    const int sb = 8 * h + 2 * qq + half; /* sub-block of 16 */
+                    __m512i w = _mm512_loadu_si512((const void *)(sc + 64 * (sb / 4)));
+                    __m512i scv = _mm512_srai_epi32(_mm512_slli_epi32(w, 24 - 8 * (sb % 4)), 24);
+                    KZ_UNROLL
+                    for (int j = 0; j < NC; j++) isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(p[qq][j], scv));
+                }
+            }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)col));
+        KZ_UNROLL
+        for (int j = 0; j < NC; j++) {
+            const int16_t *bs = a[j].bsum + 16 * b;
+            __m512i corr = _mm512_setzero_si512();
+            KZ_UNROLL
+            for (int v = 0; v < 4; v++) {
+                __m512i w = _mm512_loadu_si512((const void *)(sc + 64 * v));
+                __m512i even = _mm512_srai_epi16(_mm512_slli_epi16(w, 8), 8); /* (s0, s2) */
+                __m512i odd = _mm512_srai_epi16(w, 8);                        /* (s1, s3) */
+                uint32_t pe = (uint16_t)bs[4 * v] | (uint32_t)(uint16_t)bs[4 * v + 2] << 16;
+                uint32_t po = (uint16_t)bs[4 * v + 1] | (uint32_t)(uint16_t)bs[4 * v + 3] << 16;
+                corr = _mm512_dpwssd_epi32(corr, even, _mm512_set1_epi32((int32_t)pe));
+                corr = _mm512_dpwssd_epi32(corr, odd, _mm512_set1_epi32((int32_t)po));
+            }
+            __m512i tot = _mm512_sub_epi32(isum[j], _mm512_slli_epi32(corr, 5));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(d, _mm512_set1_ps(a[j].d[b])), acc[j]);
+        }
+    }
+    KZ_UNROLL
+    for (int j = 0; j < NC; j++) _mm512_storeu_ps(Y + (size_t)j * ldy + r, acc[j]);
+}
+
+static void kz_rows_q6_k_r16(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride,
+                             float *Y, int ldy, int r0, int r1, int n, int cols)
+{
+    struct KX(actk) act[KX_CGROUP];
+    const int nk = cols / 256;
+    for (int cg = 0; cg < n; cg += KX_CGROUP) {
+        int ce = cg + KX_CGROUP < n ? cg + KX_CGROUP : n;
+        for (int c = cg; c < ce; c++) {
+            struct kern_arow ar = kern_arow_at(KERN_ACT_Q8_K, A + (size_t)c * astride, cols);
+            act[c - cg] = (struct KX(actk)){ar.qs, ar.d, ar.bsum, ar.bsum32};
+        }
+        for (int r = r0; r < r1; r += KERN_R16) {
+            const uint8_t *G = W + (size_t)r * wstride;
+            for (int c = cg; c < ce;) {
+                int nc = ce - c >= 2 ? 2 : ce - c;
+                if (nc == 2) kz_tile_q6k_r16(G, nk, act + (c - cg), Y + (size_t)c * ldy, ldy, r, 2);
+                else kz_tile_q6k_r16(G, nk, act + (c - cg), Y + (size_t)c * ldy, ldy, r, 1);
+                c += nc;
+            }
+        }
+    }
+}
+
 /* ---- attention helpers (scalar references attn_*_scalar in kernels.c); D % 16 == 0. */
 
 static inline __attribute__((always_inline)) __m512 kz_load_kv(const uint8_t *row, int d, const int f16)
@@ -811,13 +928,18 @@ void kern_ops_avx512(struct kern_ops *o)
     o->rows[KERN_TYPE_Q4_0_R16] = kz_rows_q4_0_r16;
     o->rows[KERN_TYPE_Q8_0_R16] = kz_rows_q8_0_r16;
     o->rows[KERN_TYPE_Q4_K_R16] = kz_rows_q4_k_r16;
+    o->rows[KERN_TYPE_Q6_K_R16] = kz_rows_q6_k_r16;
     o->attn_scores = kz_attn_scores;
     o->attn_accum = kz_attn_accum;
     o->softmax = kz_softmax;
     o->act_quantize = kz_act_quantize;
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #else
 void kern_ops_avx512(struct kern_ops *o)
 {

@@ -51,7 +51,10 @@ _Static_assert(sizeof(struct blk_q6_k) == 210, "q6_K block");
  *             dmin, then three 64-byte vectors whose lane i (4 bytes) is row i's scales[0..3],
  *             [4..7], [8..11] (so kern_q4k_unpack's word operations run on 16 rows at once),
  *             then 32 chunks of 64 bytes: chunk 8g + k, lane i = row i's qs[32g + 4k..+3]
- *             (low nibbles: sub-block 2g, high nibbles: sub-block 2g + 1). */
+ *             (low nibbles: sub-block 2g, high nibbles: sub-block 2g + 1).
+ *   Q6_K_R16: per super-block column 3360 bytes: 16 f16 d, then four 64-byte vectors (lane i
+ *             = row i's scales[4v..4v+3]), then 32 chunks of ql (chunk c, lane i = row i's
+ *             ql[4c..4c+3]), then 16 chunks of qh (lane i = row i's qh[4c..4c+3]). */
 #define KERN_R16 16
 
 /* Activation formats: one row of `cols` values quantized into scratch, laid out as separate
