@@ -866,7 +866,9 @@ static void kz_act_q8_0(const float *x, void *out, int cols)
         d[i] = dd;
         sum[i] = s;
         _mm256_storeu_ps(dx + 8 * i, _mm256_set1_ps(dd));
-        _mm256_storeu_si256((__m256i *)(nsx + 8 * i), _mm256_set1_epi32(-s));
+        /* wrapping negation: NaN / inf activations convert to INT_MIN lanes, whose sum may be
+         * INT_MIN (garbage in, garbage out, but no undefined behaviour) */
+        _mm256_storeu_si256((__m256i *)(nsx + 8 * i), _mm256_set1_epi32((int32_t)(0u - (uint32_t)s)));
     }
 }
 
