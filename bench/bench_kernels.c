@@ -3,6 +3,7 @@
  * memory read-bandwidth measurement taken in the same run.
  *
  *   build/bench_kernels [--seconds S] [--threads LIST] [--types LIST] [--isa scalar|avx2|avx512]
+ *                       [--repack] [--huge]
  *
  * Matvec weights are cycled through enough copies (>= 256 MiB) that they come from DRAM as
  * in real decoding, not from cache. GB/s counts weight bytes; GFLOP/s counts 2*rows*cols*n. */
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "base/pool.h"
@@ -108,16 +110,22 @@ static float frand(void)
 
 /* One (type, shape, threads, n) measurement: runs for about `seconds`, reports the median
  * time of the repetitions. */
-static int g_hot; /* --hot: one copy of the weights (cache-resident for small shapes) */
+static int g_hot;    /* --hot: one copy of the weights (cache-resident for small shapes) */
+static int g_repack; /* --repack: the packed layout the model loader uses (kern_repack) */
+static int g_huge;   /* --huge: weights in 2 MiB pages (madvise), as the model loader does */
 
 static void bench_one(int ti, const struct shape *sh, struct pool *pool, int n, double seconds)
 {
-    enum ggml_type t = k_types[ti].t;
+    enum ggml_type t = k_types[ti].t, tq = t;
+    if (g_repack) t = kern_repack_type(t, sh->rows, sh->cols);
     size_t rb = (size_t)sh->cols / k_types[ti].blck * k_types[ti].bytes;
     size_t mbytes = rb * sh->rows;
     size_t copies = n == 1 && !g_hot ? ((size_t)256 << 20) / mbytes + 1 : 1;
     if (copies > 64) copies = 64;
-    uint8_t *w = malloc(mbytes * copies);
+    size_t wlen = (mbytes * copies + ((size_t)2 << 20)) & ~(((size_t)2 << 20) - 1);
+    uint8_t *w = mmap(NULL, wlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (w == MAP_FAILED) w = NULL;
+    else if (g_huge) madvise(w, wlen, MADV_HUGEPAGE);
     float *row = malloc(sizeof(float) * sh->cols);
     float *x = malloc(sizeof(float) * sh->cols * n);
     float *y = malloc(sizeof(float) * sh->rows * n);
@@ -129,7 +137,14 @@ static void bench_one(int ti, const struct shape *sh, struct pool *pool, int n, 
     }
     for (int r = 0; r < sh->rows; r++) {
         for (int c = 0; c < sh->cols; c++) row[c] = frand() * 0.1f;
-        kern_quantize_row(t, row, w + rb * r, sh->cols);
+        kern_quantize_row(tq, row, w + rb * r, sh->cols);
+    }
+    if (t != tq) {
+        uint8_t *tmp = malloc(mbytes);
+        if (!tmp) exit(1);
+        memcpy(tmp, w, mbytes);
+        kern_repack(tq, tmp, w, sh->rows, sh->cols);
+        free(tmp);
     }
     for (size_t k = 1; k < copies; k++) memcpy(w + mbytes * k, w, mbytes);
     for (int i = 0; i < sh->cols * n; i++) x[i] = frand();
@@ -160,7 +175,7 @@ static void bench_one(int ti, const struct shape *sh, struct pool *pool, int n, 
            "  (%d reps)\n",
            k_types[ti].name, sh->name, pool_threads(pool), n, med * 1e3, gbs, gflops, cpu_ms, reps);
     fflush(stdout);
-    free(w);
+    munmap(w, wlen);
     free(row);
     free(x);
     free(y);
@@ -184,13 +199,15 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = argv[++i];
         else if (!strcmp(argv[i], "--types") && i + 1 < argc) types = argv[++i];
+        else if (!strcmp(argv[i], "--repack")) g_repack = 1;
+        else if (!strcmp(argv[i], "--huge")) g_huge = 1;
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
         else if (!strcmp(argv[i], "--n") && i + 1 < argc) ns = argv[++i];
         else if (!strcmp(argv[i], "--hot")) g_hot = 1;
         else {
             fprintf(stderr,
                     "usage: bench_kernels [--seconds S] [--threads 1,2] [--types q4_0,q8_0]"
-                    " [--isa scalar|avx2|avx512] [--n 1,64] [--hot]\n");
+                    " [--isa scalar|avx2|avx512] [--repack] [--huge] [--n 1,64] [--hot]\n");
             return 2;
         }
     }

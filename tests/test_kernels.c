@@ -490,6 +490,199 @@ static void test_threads_odd_rows(void **state)
     pool_free(pool);
 }
 
+/* Packed Q4_0_R16 / Q8_0_R16 against the GGUF layout: the scalar packed kernel must give the
+ * very same floats as the scalar GGUF kernel (same sums, same order); every SIMD ISA the
+ * packed matrix within the SIMD-vs-scalar tolerance, single- and two-threaded. */
+static void test_repacked(void **state)
+{
+    (void)state;
+    kern_init();
+    enum kern_isa best = kern_isa();
+    struct pool *pool = pool_new(2);
+    assert_non_null(pool);
+    rng_seed(5);
+    static const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K,
+                                           GGML_TYPE_Q6_K};
+    static const enum ggml_type packed[] = {KERN_TYPE_Q4_0_R16, KERN_TYPE_Q8_0_R16,
+                                            KERN_TYPE_Q4_K_R16, KERN_TYPE_Q6_K_R16};
+    static const int shapes[][3] = {{16, 32, 1},  {16, 256, 1}, {32, 512, 1}, {48, 1024, 5},
+                                    {64, 512, 7}, {16, 96, 3},  {32, 256, 67}, {160, 2048, 1},
+                                    {96, 352, 9},  {32, 768, 2}, {16, 256, 66}};
+    for (size_t k = 0; k < 4; k++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            enum ggml_type t = types[k];
+            int rows = shapes[s][0], cols = shapes[s][1], n = shapes[s][2];
+            if (cols % blck(t)) continue;
+            float *deq;
+            void *w = make_weights(t, rows, cols, &deq);
+            size_t bytes = row_bytes(t, cols) * rows;
+            uint8_t *p = malloc(bytes);
+            memset(p, 0xAB, bytes);
+            assert_int_equal(kern_repack(t, w, p, rows, cols), 0);
+            float *x = malloc(sizeof(float) * cols * n);
+            float *yr = malloc(sizeof(float) * rows * n), *y = malloc(sizeof(float) * rows * n);
+            for (int i = 0; i < cols * n; i++) x[i] = rng_gauss(1.0f);
+            x[1] = -9.0f;
+            void *scratch = malloc(kern_scratch_size(packed[k], cols, n));
+            assert_true(kern_scratch_size(packed[k], cols, n) == kern_scratch_size(t, cols, n));
+            kern_force_isa(KERN_ISA_SCALAR);
+            kern_matmul(t, w, x, yr, rows, cols, n, scratch, NULL);
+            for (int isa = KERN_ISA_SCALAR; isa <= (int)best; isa++) {
+                kern_force_isa((enum kern_isa)isa);
+                for (int th = 0; th < 2; th++) {
+                    for (int i = 0; i < rows * n; i++) y[i] = NAN;
+                    kern_matmul(packed[k], p, x, y, rows, cols, n, scratch, th ? pool : NULL);
+                    for (int c = 0; c < n; c++)
+                        for (int r = 0; r < rows; r++) {
+                            double absdot = 0;
+                            for (int j = 0; j < cols; j++)
+                                absdot += fabs((double)deq[(size_t)r * cols + j] * x[c * cols + j]);
+                            float got = y[c * rows + r], want = yr[c * rows + r];
+                            int ok = isa == KERN_ISA_SCALAR ? got == want
+                                                            : fabs((double)got - want) <= 1e-4 * absdot + 1e-6;
+                            if (!ok) {
+                                print_message("%s packed %s rows %d cols %d n %d: y[%d][%d] = %g, "
+                                              "want %g\n",
+                                              kern_isa_name((enum kern_isa)isa), tname(t), rows,
+                                              cols, n, c, r, got, want);
+                                fail();
+                            }
+                        }
+                }
+            }
+            free(w);
+            free(deq);
+            free(p);
+            free(x);
+            free(y);
+            free(yr);
+            free(scratch);
+        }
+    kern_force_isa(best);
+    /* which matrices get packed */
+    enum ggml_type want = best >= KERN_ISA_AVX512 ? KERN_TYPE_Q4_0_R16 : GGML_TYPE_Q4_0;
+    assert_int_equal(kern_repack_type(GGML_TYPE_Q4_0, 64, 256), want);
+    assert_int_equal(kern_repack_type(GGML_TYPE_Q4_0, 24, 256), GGML_TYPE_Q4_0);
+    assert_int_equal(kern_repack_type(GGML_TYPE_Q4_K, 64, 256),
+                     best >= KERN_ISA_AVX512 ? KERN_TYPE_Q4_K_R16 : GGML_TYPE_Q4_K);
+    assert_int_equal(kern_repack_type(GGML_TYPE_Q6_K, 64, 256),
+                     best >= KERN_ISA_AVX512 ? KERN_TYPE_Q6_K_R16 : GGML_TYPE_Q6_K);
+    assert_int_equal(kern_repack_type(GGML_TYPE_F16, 64, 256), GGML_TYPE_F16);
+    uint8_t buf[16 * 34];
+    assert_int_equal(kern_repack(GGML_TYPE_Q4_0, buf, buf, 8, 32), -1);
+    assert_int_equal(kern_repack(GGML_TYPE_Q6_K, buf, buf, 16, 96), -1);
+    assert_int_equal(kern_repack(GGML_TYPE_F16, buf, buf, 16, 32), -1);
+    pool_free(pool);
+}
+
+/* kern_attn_scores / kern_attn_accum on every ISA against the scalar reference, f32 and f16
+ * rows with a row stride wider than D (as in the KV cache), odd T, and D not a multiple of
+ * 16 (scalar path on every ISA: bit-identical). Tolerance: 1e-5 of the sum of |products|. */
+static void test_attn_helpers(void **state)
+{
+    (void)state;
+    kern_init();
+    enum kern_isa best = kern_isa();
+    rng_seed(6);
+    static const int dims[][2] = {{64, 37}, {128, 5}, {16, 1}, {80, 130}, {8, 9}, {64, 0}};
+    for (size_t s = 0; s < sizeof dims / sizeof dims[0]; s++)
+        for (int f16 = 0; f16 < 2; f16++) {
+            int D = dims[s][0], T = dims[s][1];
+            enum ggml_type kv = f16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+            size_t elt = f16 ? 2 : 4, stride = (size_t)(D + 24) * elt;
+            uint8_t *K = malloc(stride * (T + 1)), *V = malloc(stride * (T + 1));
+            float *kf = malloc(sizeof(float) * D * (T + 1)), *vf = malloc(sizeof(float) * D * (T + 1));
+            for (int t = 0; t < T; t++)
+                for (int d = 0; d < D; d++) {
+                    float a = rng_gauss(1.0f), b = rng_gauss(1.0f);
+                    if (f16) {
+                        uint16_t ha = kern_f32_to_f16(a), hb = kern_f32_to_f16(b);
+                        memcpy(K + t * stride + 2 * d, &ha, 2);
+                        memcpy(V + t * stride + 2 * d, &hb, 2);
+                        a = kern_f16_to_f32(ha);
+                        b = kern_f16_to_f32(hb);
+                    } else {
+                        memcpy(K + t * stride + 4 * d, &a, 4);
+                        memcpy(V + t * stride + 4 * d, &b, 4);
+                    }
+                    kf[t * D + d] = a;
+                    vf[t * D + d] = b;
+                }
+            float q[128], att[160], ref_s[160], o[128], ref_o[128], w[160];
+            for (int d = 0; d < D; d++) q[d] = rng_gauss(1.0f);
+            for (int t = 0; t < T; t++) w[t] = rng_unif();
+            kern_force_isa(KERN_ISA_SCALAR);
+            kern_attn_scores(kv, q, K, stride, T, D, 0.125f, ref_s);
+            for (int d = 0; d < D; d++) ref_o[d] = 0.5f;
+            kern_attn_accum(kv, w, V, stride, T, D, ref_o);
+            for (int t = 0; t < T; t++) { /* the reference itself against plain math */
+                double sd = 0;
+                for (int d = 0; d < D; d++) sd += (double)q[d] * kf[t * D + d];
+                assert_true(fabs(sd * 0.125 - ref_s[t]) <= 1e-5 * D);
+            }
+            for (int isa = KERN_ISA_SCALAR; isa <= (int)best; isa++) {
+                kern_force_isa((enum kern_isa)isa);
+                kern_attn_scores(kv, q, K, stride, T, D, 0.125f, att);
+                for (int d = 0; d < D; d++) o[d] = 0.5f;
+                kern_attn_accum(kv, w, V, stride, T, D, o);
+                for (int t = 0; t < T; t++) {
+                    double absd = 0;
+                    for (int d = 0; d < D; d++) absd += fabs((double)q[d] * kf[t * D + d]);
+                    assert_true(fabs((double)att[t] - ref_s[t]) <= 1e-5 * absd * 0.125 + 1e-7);
+                    if (D % 16) assert_true(att[t] == ref_s[t]);
+                }
+                for (int d = 0; d < D; d++) {
+                    double absd = 0.5;
+                    for (int t = 0; t < T; t++) absd += fabs((double)w[t] * vf[t * D + d]);
+                    assert_true(fabs((double)o[d] - ref_o[d]) <= 1e-5 * absd);
+                    if (D % 16) assert_true(o[d] == ref_o[d]);
+                }
+            }
+            free(K);
+            free(V);
+            free(kf);
+            free(vf);
+        }
+    kern_force_isa(best);
+}
+
+/* kern_softmax on every ISA against a double-precision softmax: relative error <= 1e-5 per
+ * element (f32 sums of up to 70 terms; the polynomial exp is within 2e-7), sums to 1, tails of every length mod 16, very
+ * negative scores give 0 (not NaN), one huge score gives a one-hot vector. */
+static void test_softmax(void **state)
+{
+    (void)state;
+    kern_init();
+    enum kern_isa best = kern_isa();
+    rng_seed(7);
+    for (int isa = KERN_ISA_SCALAR; isa <= (int)best; isa++) {
+        kern_force_isa((enum kern_isa)isa);
+        for (int n = 1; n <= 70; n += (n < 34 ? 1 : 9)) {
+            float x[80];
+            double ref[80], mx = -1e30, sum = 0;
+            for (int i = 0; i < n; i++) x[i] = rng_gauss(6.0f);
+            if (n > 3) x[2] = -200.0f;
+            for (int i = 0; i < n; i++) mx = fmax(mx, x[i]);
+            for (int i = 0; i < n; i++) sum += ref[i] = exp((double)x[i] - mx);
+            kern_softmax(x, n);
+            double got = 0;
+            for (int i = 0; i < n; i++) {
+                ref[i] /= sum;
+                got += x[i];
+                assert_false(isnan(x[i]));
+                assert_true(fabs(x[i] - ref[i]) <= 1e-5 * ref[i] + 1e-30);
+            }
+            assert_true(fabs(got - 1.0) < 1e-5);
+        }
+        float one[17];
+        for (int i = 0; i < 17; i++) one[i] = -1.0f;
+        one[16] = 1e4f;
+        kern_softmax(one, 17);
+        assert_true(one[16] == 1.0f && one[0] == 0.0f);
+    }
+    kern_force_isa(best);
+}
+
 static void test_supported_and_scratch(void **state)
 {
     (void)state;
@@ -513,6 +706,9 @@ int main(void)
         cmocka_unit_test(test_scalar_vs_f32),
         cmocka_unit_test(test_isa_vs_scalar),
         cmocka_unit_test(test_threads_odd_rows),
+        cmocka_unit_test(test_repacked),
+        cmocka_unit_test(test_attn_helpers),
+        cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_supported_and_scratch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

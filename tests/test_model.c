@@ -739,6 +739,49 @@ static void test_tiny_model(void **st)
     test_rmtree(dir);
 }
 
+/* Weights copied and repacked at load (the default) against computing from the file mapping
+ * in place (opts.map_weights): on the scalar kernels the packed layout gives the very same
+ * logits; on the best ISA they agree to float rounding. Q4_0 / Q8_0 tiny models, where the
+ * 16/32/64-row matrices get packed and the 40-row classifier does not. */
+static void test_packed_weights(void **st)
+{
+    (void)st;
+    char dir[64], p[128];
+    test_tmpdir(dir, sizeof dir);
+    snprintf(p, sizeof p, "%s/tiny.gguf", dir);
+    kern_init();
+    enum kern_isa best = kern_isa();
+    struct tiny_w *w = malloc(sizeof *w);
+    static const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q8_0};
+    int tok[12] = {1, 20, 17, 4, 9, 30, 3, 25, 39, 7, 11, 2};
+    for (int k = 0; k < 2; k++) {
+        struct tiny_opts o = {types[k], false, TD};
+        assert_int_equal(write_tiny(p, &o, w), 0);
+        struct err e = {0};
+        struct llm *packed = load(p, NULL, 1);
+        struct llm *mapped = llm_load(p, &(struct llm_opts){.map_weights = true}, &e);
+        assert_non_null(mapped);
+        for (int isa = KERN_ISA_SCALAR; isa <= (int)best; isa += best > 0 ? (int)best : 1) {
+            kern_force_isa((enum kern_isa)isa);
+            float *a = single_logits(packed, tok, 12), *b = single_logits(mapped, tok, 12);
+            double d = max_abs_diff(a, b, 12 * TV), mx = 0;
+            for (int i = 0; i < 12 * TV; i++) mx = fmax(mx, fabs(b[i]));
+            print_message("%s: packed vs mapped %s weights: max |diff| %g (max |logit| %g)\n",
+                          kern_isa_name((enum kern_isa)isa), k ? "q8_0" : "q4_0", d, mx);
+            if (isa == KERN_ISA_SCALAR) assert_true(d == 0);
+            else assert_true(d <= 1e-4 * mx + 1e-6);
+            assert_true(mx > 0);
+            free(a);
+            free(b);
+        }
+        kern_force_isa(best);
+        llm_free(packed);
+        llm_free(mapped);
+    }
+    free(w);
+    test_rmtree(dir);
+}
+
 /* The `trendstory generate` command: golden text on stdout (plus llama2.c's final newline),
  * timings on stderr, usage errors with exit code 2. */
 static void test_cli_generate(void **st)
@@ -900,6 +943,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_batched_equals_single),
         cmocka_unit_test(test_kv_f16),
         cmocka_unit_test(test_q8_0_same_text),
+        cmocka_unit_test(test_packed_weights),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_generate_run),
         cmocka_unit_test(test_tiny_model),

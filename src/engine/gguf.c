@@ -747,6 +747,7 @@ uint64_t gguf_n_kv(const struct gguf_file *f) { return f->n_kv; }
 uint64_t gguf_n_tensors(const struct gguf_file *f) { return f->n_tensors; }
 uint64_t gguf_file_size(const struct gguf_file *f) { return f->size; }
 uint64_t gguf_data_offset(const struct gguf_file *f) { return f->data_start; }
+bool gguf_is_mapped(const struct gguf_file *f) { return f->mapped; }
 
 const struct gguf_kv *gguf_kv_at(const struct gguf_file *f, uint64_t i)
 {

@@ -112,6 +112,9 @@ uint64_t gguf_n_tensors(const struct gguf_file *f);
 const struct gguf_tensor *gguf_tensor_at(const struct gguf_file *f, uint64_t i);
 /** Size of the whole mapping in bytes. */
 uint64_t gguf_file_size(const struct gguf_file *f);
+/** True when the handle maps a file read-only (gguf_open), false over a caller's buffer
+ *  (gguf_open_mem). Pages of a file mapping may be dropped (madvise) and read back. */
+bool gguf_is_mapped(const struct gguf_file *f);
 /** Byte offset of the data section (tensor offsets are relative to it). */
 uint64_t gguf_data_offset(const struct gguf_file *f);
 

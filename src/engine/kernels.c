@@ -17,11 +17,21 @@
 
 /* ---------------------------------------------------------------- type facts */
 
+/* The GGUF type whose blocks a packed layout holds (the type itself for GGUF types). */
+static enum ggml_type kt_base(enum ggml_type t)
+{
+    if ((int)t == (int)KERN_TYPE_Q4_0_R16) return GGML_TYPE_Q4_0;
+    if ((int)t == (int)KERN_TYPE_Q8_0_R16) return GGML_TYPE_Q8_0;
+    if ((int)t == (int)KERN_TYPE_Q4_K_R16) return GGML_TYPE_Q4_K;
+    if ((int)t == (int)KERN_TYPE_Q6_K_R16) return GGML_TYPE_Q6_K;
+    return t;
+}
+
 /* Block size and bytes per block of the types with kernels (kept here so the kernels do not
  * depend on the GGUF reader; they agree with ggml_blck_size / ggml_type_size). */
 static uint32_t kt_blck(enum ggml_type t)
 {
-    switch (t) {
+    switch (kt_base(t)) {
     case GGML_TYPE_F32:
     case GGML_TYPE_F16:
     case GGML_TYPE_BF16: return 1;
@@ -35,7 +45,7 @@ static uint32_t kt_blck(enum ggml_type t)
 
 static uint32_t kt_bytes(enum ggml_type t)
 {
-    switch (t) {
+    switch (kt_base(t)) {
     case GGML_TYPE_F32: return 4;
     case GGML_TYPE_F16:
     case GGML_TYPE_BF16: return 2;
@@ -125,7 +135,7 @@ static size_t round64(size_t n)
 
 enum kern_act kern_act_of(enum ggml_type t)
 {
-    switch (t) {
+    switch (kt_base(t)) {
     case GGML_TYPE_Q8_0:
     case GGML_TYPE_Q4_0: return KERN_ACT_Q8_0;
     case GGML_TYPE_Q4_K:
@@ -346,6 +356,97 @@ static float dot_q6_k(const void *w, const struct kern_arow *a, int n)
     return s;
 }
 
+/* Packed Q4_0_R16 / Q8_0_R16 (see kernels_impl.h): the same sums in the same order as
+ * dot_q4_0 / dot_q8_0 on the row before packing, so the results are bit-identical. */
+static float dot_q4_0_r16(const uint8_t *group, int i, const struct kern_arow *a, int n)
+{
+    const int nb = n / 32;
+    const uint16_t *d = (const uint16_t *)(group + (size_t)nb * 256);
+    float s = 0;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *qb = group + (size_t)b * 256;
+        const int8_t *y = a->qs + b * 32;
+        int32_t acc = 0;
+        for (int j = 0; j < 16; j++) {
+            uint8_t q = qb[(j / 4) * 64 + 4 * i + j % 4];
+            acc += ((q & 0xF) - 8) * y[j];
+            acc += ((q >> 4) - 8) * y[j + 16];
+        }
+        uint16_t h;
+        memcpy(&h, d + 16 * b + i, 2);
+        s += kern_f16_to_f32(h) * a->d[b] * (float)acc;
+    }
+    return s;
+}
+
+static float dot_q8_0_r16(const uint8_t *group, int i, const struct kern_arow *a, int n)
+{
+    const int nb = n / 32;
+    const uint16_t *d = (const uint16_t *)(group + (size_t)nb * 512);
+    float s = 0;
+    for (int b = 0; b < nb; b++) {
+        const int8_t *qb = (const int8_t *)group + (size_t)b * 512;
+        int32_t acc = 0;
+        for (int j = 0; j < 32; j++) acc += qb[(j / 4) * 64 + 4 * i + j % 4] * a->qs[b * 32 + j];
+        uint16_t h;
+        memcpy(&h, d + 16 * b + i, 2);
+        s += kern_f16_to_f32(h) * a->d[b] * (float)acc;
+    }
+    return s;
+}
+
+/* Same sums in the same order as dot_q4_k. */
+static float dot_q4_k_r16(const uint8_t *group, int i, const struct kern_arow *a, int n)
+{
+    float s = 0;
+    for (int b = 0; b < n / QK_K; b++) {
+        const uint8_t *col = group + (size_t)b * KERN_R16 * sizeof(struct blk_q4_k);
+        uint16_t d, dmin;
+        memcpy(&d, col + 2 * i, 2);
+        memcpy(&dmin, col + 32 + 2 * i, 2);
+        uint8_t scales[12];
+        for (int w = 0; w < 3; w++) memcpy(scales + 4 * w, col + 64 + 64 * w + 4 * i, 4);
+        const uint8_t *qs = col + 256;
+        const int8_t *y = a->qs + b * QK_K;
+        const int16_t *bs = a->bsum + b * 16;
+        int32_t sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            kern_q4k_scale(j, scales, &sc, &m);
+            int shift = (j & 1) * 4, g = j / 2;
+            int32_t acc = 0;
+            for (int l = 0; l < 32; l++) {
+                uint8_t q = qs[64 * (8 * g + l / 4) + 4 * i + l % 4];
+                acc += ((q >> shift) & 0xF) * y[j * 32 + l];
+            }
+            sumi += sc * acc;
+            summ += m * (bs[2 * j] + bs[2 * j + 1]);
+        }
+        float dy = a->d[b];
+        s += kern_f16_to_f32(d) * dy * (float)sumi - kern_f16_to_f32(dmin) * dy * (float)summ;
+    }
+    return s;
+}
+
+/* Rebuilds row i's GGUF Q6_K block from a packed column, then the same sums as dot_q6_k. */
+static float dot_q6_k_r16(const uint8_t *group, int i, const struct kern_arow *a, int n)
+{
+    float s = 0;
+    for (int b = 0; b < n / QK_K; b++) {
+        const uint8_t *col = group + (size_t)b * KERN_R16 * sizeof(struct blk_q6_k);
+        struct blk_q6_k blk;
+        memcpy(&blk.d, col + 2 * i, 2);
+        for (int v = 0; v < 4; v++) memcpy(blk.scales + 4 * v, col + 32 + 64 * v + 4 * i, 4);
+        for (int c = 0; c < 32; c++) memcpy(blk.ql + 4 * c, col + 288 + 64 * c + 4 * i, 4);
+        for (int c = 0; c < 16; c++) memcpy(blk.qh + 4 * c, col + 288 + 2048 + 64 * c + 4 * i, 4);
+        struct kern_arow one = *a;
+        one.qs = a->qs + b * QK_K;
+        one.d = a->d + b;
+        s += dot_q6_k(&blk, &one, QK_K);
+    }
+    return s;
+}
+
 /* ---------------------------------------------------------------- scalar row jobs */
 
 #define SCALAR_ROWS_F(name, dotfn)                                                             \
@@ -369,6 +470,23 @@ static float dot_q6_k(const void *w, const struct kern_arow *a, int n)
         }                                                                                      \
     }
 
+/* Packed rows: row r is row r % 16 of the group starting at (r / 16) * 16 row sizes. */
+#define SCALAR_ROWS_R16(name, dotfn, act)                                                         \
+    static void name(const uint8_t *W, size_t wstride, const uint8_t *A, size_t astride,      \
+                     float *Y, int ldy, int r0, int r1, int n, int cols)                       \
+    {                                                                                          \
+        for (int c = 0; c < n; c++) {                                                          \
+            struct kern_arow ar = kern_arow_at(act, A + (size_t)c * astride, cols);            \
+            for (int r = r0; r < r1; r++)                                                      \
+                Y[(size_t)c * ldy + r] = dotfn(W + (size_t)(r / KERN_R16) * KERN_R16 * wstride, \
+                                               r % KERN_R16, &ar, cols);                       \
+        }                                                                                      \
+    }
+
+SCALAR_ROWS_R16(rows_q4_0_r16, dot_q4_0_r16, KERN_ACT_Q8_0)
+SCALAR_ROWS_R16(rows_q8_0_r16, dot_q8_0_r16, KERN_ACT_Q8_0)
+SCALAR_ROWS_R16(rows_q4_k_r16, dot_q4_k_r16, KERN_ACT_Q8_K)
+SCALAR_ROWS_R16(rows_q6_k_r16, dot_q6_k_r16, KERN_ACT_Q8_K)
 SCALAR_ROWS_F(rows_f32, dot_f32)
 SCALAR_ROWS_F(rows_f16, dot_f16)
 SCALAR_ROWS_F(rows_bf16, dot_bf16)
@@ -387,6 +505,10 @@ void kern_ops_scalar(struct kern_ops *o)
     o->rows[GGML_TYPE_Q4_0] = rows_q4_0;
     o->rows[GGML_TYPE_Q4_K] = rows_q4_k;
     o->rows[GGML_TYPE_Q6_K] = rows_q6_k;
+    o->rows[KERN_TYPE_Q4_0_R16] = rows_q4_0_r16;
+    o->rows[KERN_TYPE_Q8_0_R16] = rows_q8_0_r16;
+    o->rows[KERN_TYPE_Q4_K_R16] = rows_q4_k_r16;
+    o->rows[KERN_TYPE_Q6_K_R16] = rows_q6_k_r16;
     o->act_quantize = kern_act_quantize;
 }
 
@@ -401,12 +523,17 @@ static enum kern_isa detect_isa(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
+    /* clang before 16 does not know "f16c" here; no CPU with AVX2 + FMA lacks it. */
+#if defined(__clang__) && __clang_major__ < 16
+    const bool f16c = true;
+#else
+    const bool f16c = __builtin_cpu_supports("f16c");
+#endif
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-        __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma"))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && f16c &&
+        __builtin_cpu_supports("fma"))
         return KERN_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         return KERN_ISA_AVX2;
 #endif
     return KERN_ISA_SCALAR;
@@ -425,7 +552,7 @@ static void kern_init_once(void)
         else if (i == KERN_ISA_AVX2) kern_ops_avx2(o);
         else kern_ops_avx512(o);
 #endif
-        for (int t = 0; t < GGML_TYPE_COUNT; t++)
+        for (int t = 0; t < KERN_TYPE_END; t++)
             if (!o->rows[t]) o->rows[t] = scalar.rows[t];
         if (!o->act_quantize) o->act_quantize = scalar.act_quantize;
     }
@@ -469,6 +596,82 @@ enum kern_isa kern_force_isa(enum kern_isa isa)
     if (isa < KERN_ISA_SCALAR) isa = KERN_ISA_SCALAR;
     atomic_store(&g_isa, (int)isa);
     return isa;
+}
+
+enum ggml_type kern_repack_type(enum ggml_type t, int rows, int cols)
+{
+    if (rows <= 0 || rows % KERN_R16 || cols <= 0 || cols % 32 || kern_isa() < KERN_ISA_AVX512)
+        return t;
+    if (t == GGML_TYPE_Q4_0) return KERN_TYPE_Q4_0_R16;
+    if (t == GGML_TYPE_Q8_0) return KERN_TYPE_Q8_0_R16;
+    if (t == GGML_TYPE_Q4_K && cols % QK_K == 0) return KERN_TYPE_Q4_K_R16;
+    if (t == GGML_TYPE_Q6_K && cols % QK_K == 0) return KERN_TYPE_Q6_K_R16;
+    return t;
+}
+
+/* Interleaves each group of 16 rows 4 bytes at a time (layouts in kernels_impl.h). Does not
+ * depend on the CPU: a packed matrix is valid for every ISA (the scalar kernel reads it). */
+int kern_repack(enum ggml_type t, const void *W, void *out, int rows, int cols)
+{
+    if (rows <= 0 || rows % KERN_R16 || cols <= 0 || cols % 32) return -1;
+    if (t == GGML_TYPE_Q4_K) {
+        if (cols % QK_K) return -1;
+        const int nk = cols / QK_K;
+        const size_t rsize = kt_row_size(t, cols), csize = KERN_R16 * sizeof(struct blk_q4_k);
+        for (int g = 0; g < rows / KERN_R16; g++) {
+            uint8_t *dst = (uint8_t *)out + (size_t)g * KERN_R16 * rsize;
+            for (int i = 0; i < KERN_R16; i++) {
+                const struct blk_q4_k *row =
+                    (const struct blk_q4_k *)((const uint8_t *)W + ((size_t)g * KERN_R16 + i) * rsize);
+                for (int b = 0; b < nk; b++) {
+                    uint8_t *col = dst + (size_t)b * csize;
+                    memcpy(col + 2 * i, &row[b].d, 2);
+                    memcpy(col + 32 + 2 * i, &row[b].dmin, 2);
+                    for (int w = 0; w < 3; w++) memcpy(col + 64 + 64 * w + 4 * i, row[b].scales + 4 * w, 4);
+                    for (int c = 0; c < 32; c++) memcpy(col + 256 + 64 * c + 4 * i, row[b].qs + 4 * c, 4);
+                }
+            }
+        }
+        return 0;
+    }
+    if (t == GGML_TYPE_Q6_K) {
+        if (cols % QK_K) return -1;
+        const int nk = cols / QK_K;
+        const size_t rsize = kt_row_size(t, cols), csize = KERN_R16 * sizeof(struct blk_q6_k);
+        for (int g = 0; g < rows / KERN_R16; g++) {
+            uint8_t *dst = (uint8_t *)out + (size_t)g * KERN_R16 * rsize;
+            for (int i = 0; i < KERN_R16; i++) {
+                const struct blk_q6_k *row =
+                    (const struct blk_q6_k *)((const uint8_t *)W + ((size_t)g * KERN_R16 + i) * rsize);
+                for (int b = 0; b < nk; b++) {
+                    uint8_t *col = dst + (size_t)b * csize;
+                    memcpy(col + 2 * i, &row[b].d, 2);
+                    for (int v = 0; v < 4; v++) memcpy(col + 32 + 64 * v + 4 * i, row[b].scales + 4 * v, 4);
+                    for (int c = 0; c < 32; c++) memcpy(col + 288 + 64 * c + 4 * i, row[b].ql + 4 * c, 4);
+                    for (int c = 0; c < 16; c++)
+                        memcpy(col + 288 + 2048 + 64 * c + 4 * i, row[b].qh + 4 * c, 4);
+                }
+            }
+        }
+        return 0;
+    }
+    if (t != GGML_TYPE_Q4_0 && t != GGML_TYPE_Q8_0) return -1;
+    const int nb = cols / 32, q4 = t == GGML_TYPE_Q4_0;
+    const size_t qbytes = q4 ? 16 : 32, rsize = kt_row_size(t, cols), bsize = q4 ? 18 : 34;
+    for (int g = 0; g < rows / KERN_R16; g++) {
+        uint8_t *dst = (uint8_t *)out + (size_t)g * KERN_R16 * rsize;
+        uint8_t *dd = dst + (size_t)nb * KERN_R16 * qbytes;
+        for (int i = 0; i < KERN_R16; i++) {
+            const uint8_t *row = (const uint8_t *)W + ((size_t)g * KERN_R16 + i) * rsize;
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *blk = row + (size_t)b * bsize; /* f16 d, then qs */
+                memcpy(dd + 2 * ((size_t)b * KERN_R16 + i), blk, 2);
+                for (size_t k = 0; k < qbytes / 4; k++)
+                    memcpy(dst + (size_t)b * KERN_R16 * qbytes + 64 * k + 4 * i, blk + 2 + 4 * k, 4);
+            }
+        }
+    }
+    return 0;
 }
 
 bool kern_type_supported(enum ggml_type t)
@@ -529,7 +732,8 @@ static void mm_rows_job(void *ctx, size_t b, size_t e, int tid)
 void kern_matmul(enum ggml_type t, const void *W, const float *X, float *Y, int rows, int cols,
                  int n, void *scratch, struct pool *pool)
 {
-    if (rows <= 0 || n <= 0 || cols <= 0) return;
+    if (rows <= 0 || n <= 0 || cols <= 0 || (unsigned)t >= (unsigned)KERN_TYPE_END) return;
+    if (kt_base(t) != t && rows % KERN_R16) return; /* packed: whole groups only */
     kern_init();
     const struct kern_ops *ops = &g_ops_by_isa[atomic_load(&g_isa)];
     struct mm_ctx m = {.ops = ops, .fn = ops->rows[t], .act = kern_act_of(t), .W = W,
@@ -551,7 +755,82 @@ void kern_matmul(enum ggml_type t, const void *W, const float *X, float *Y, int 
     if (n > 16 && chunk > 32) chunk = 32;
     int nt = pool_threads(pool);
     while (nt > 1 && chunk > 16 && (size_t)rows / chunk < (size_t)nt * 4) chunk /= 2;
+    chunk = chunk > 16 ? chunk & ~(size_t)15 : 16; /* packed types need whole 16-row groups */
     pool_for(pool, (size_t)rows, chunk, mm_rows_job, &m);
+}
+
+/* Scalar references: plain sums in index order. */
+static void attn_scores_scalar(enum ggml_type kv, const float *q, const void *K, size_t stride,
+                               int T, int D, float scale, float *out)
+{
+    for (int t = 0; t < T; t++) {
+        const uint8_t *kr = (const uint8_t *)K + (size_t)t * stride;
+        float sum = 0.0f;
+        if (kv == GGML_TYPE_F16)
+            for (int d = 0; d < D; d++) {
+                uint16_t h;
+                memcpy(&h, kr + 2 * d, 2);
+                sum += kern_f16_to_f32(h) * q[d];
+            }
+        else
+            for (int d = 0; d < D; d++) sum += ((const float *)kr)[d] * q[d];
+        out[t] = sum * scale;
+    }
+}
+
+static void attn_accum_scalar(enum ggml_type kv, const float *a, const void *V, size_t stride,
+                              int T, int D, float *o)
+{
+    for (int t = 0; t < T; t++) {
+        const uint8_t *vr = (const uint8_t *)V + (size_t)t * stride;
+        if (kv == GGML_TYPE_F16)
+            for (int d = 0; d < D; d++) {
+                uint16_t h;
+                memcpy(&h, vr + 2 * d, 2);
+                o[d] += a[t] * kern_f16_to_f32(h);
+            }
+        else
+            for (int d = 0; d < D; d++) o[d] += a[t] * ((const float *)vr)[d];
+    }
+}
+
+void kern_attn_scores(enum ggml_type kv, const float *q, const void *K, size_t stride, int T,
+                      int D, float scale, float *out)
+{
+    kern_init();
+    const struct kern_ops *ops = &g_ops_by_isa[atomic_load(&g_isa)];
+    if (ops->attn_scores && D % 16 == 0) ops->attn_scores(kv, q, K, stride, T, D, scale, out);
+    else attn_scores_scalar(kv, q, K, stride, T, D, scale, out);
+}
+
+void kern_attn_accum(enum ggml_type kv, const float *a, const void *V, size_t stride, int T,
+                     int D, float *o)
+{
+    kern_init();
+    const struct kern_ops *ops = &g_ops_by_isa[atomic_load(&g_isa)];
+    if (ops->attn_accum && D % 16 == 0) ops->attn_accum(kv, a, V, stride, T, D, o);
+    else attn_accum_scalar(kv, a, V, stride, T, D, o);
+}
+
+void kern_softmax(float *x, int n)
+{
+    kern_init();
+    const struct kern_ops *ops = &g_ops_by_isa[atomic_load(&g_isa)];
+    if (ops->softmax) {
+        ops->softmax(x, n);
+        return;
+    }
+    if (n <= 0) return; /* scalar reference, the same as ops_softmax */
+    float maxv = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > maxv) maxv = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - maxv);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
 float kern_dot_row(enum ggml_type t, const void *wrow, const float *x, int cols)

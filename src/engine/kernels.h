@@ -26,6 +26,28 @@ const char *kern_isa_name(enum kern_isa isa);
 /** Forces an ISA (never above what the CPU has); returns the one in effect. Tests only. */
 enum kern_isa kern_force_isa(enum kern_isa isa);
 
+/** Packed weight layouts (not GGUF types) that kern_repack makes and kern_matmul accepts in
+ *  place of the GGUF type. Rows are interleaved in groups of 16 so one 512-bit vector holds
+ *  4 bytes of each of 16 rows: a VNNI dot against a broadcast activation word then yields 16
+ *  rows' partial sums with no horizontal reduction and no per-row scale shuffling (the
+ *  layout llama.cpp's CPU "repack" buffers use, with groups of 16 instead of 8). Same bytes
+ *  as the GGUF matrix they come from. See docs/kernels.md. */
+#define KERN_TYPE_Q4_0_R16 ((enum ggml_type)(GGML_TYPE_COUNT + 0))
+#define KERN_TYPE_Q8_0_R16 ((enum ggml_type)(GGML_TYPE_COUNT + 1))
+#define KERN_TYPE_Q4_K_R16 ((enum ggml_type)(GGML_TYPE_COUNT + 2))
+#define KERN_TYPE_Q6_K_R16 ((enum ggml_type)(GGML_TYPE_COUNT + 3))
+#define KERN_TYPE_END (GGML_TYPE_COUNT + 4)
+
+/** The packed type kern_repack turns a (rows x cols) matrix of type `t` into, or `t` itself
+ *  when there is none worth using on this CPU (no AVX-512 VNNI, rows not a multiple of 16,
+ *  or a type without a packed layout). */
+enum ggml_type kern_repack_type(enum ggml_type t, int rows, int cols);
+
+/** Writes W (rows x cols of type `t`, GGUF layout) into `out` in the layout of
+ *  kern_repack_type(t, rows, cols); `out` holds as many bytes as W and must not overlap it.
+ *  Returns 0, or -1 when there is no packed layout for these arguments. */
+int kern_repack(enum ggml_type t, const void *W, void *out, int rows, int cols);
+
 /** True if kern_matmul handles weights of this type. */
 bool kern_type_supported(enum ggml_type t);
 
@@ -41,6 +63,21 @@ void kern_matmul(enum ggml_type t, const void *W, const float *X, float *Y, int 
 
 /** Single-thread dot of one weight row with an f32 vector (reference path, embeddings). */
 float kern_dot_row(enum ggml_type t, const void *wrow, const float *x, int cols);
+
+/** Attention over cached rows: T rows of D elements of type `kv` (F32 or F16), `stride`
+ *  bytes apart, starting at K (or V).
+ *  kern_attn_scores: out[t] = scale * dot(q, K row t), t < T.
+ *  kern_attn_accum:  o[d] += sum_t a[t] * V row t [d], d < D (summed in t order).
+ *  SIMD when the ISA has it and D is a multiple of 16; the scalar reference otherwise. */
+void kern_attn_scores(enum ggml_type kv, const float *q, const void *K, size_t stride, int T,
+                      int D, float scale, float *out);
+void kern_attn_accum(enum ggml_type kv, const float *a, const void *V, size_t stride, int T,
+                     int D, float *o);
+
+/** In-place softmax of x[0..n) (max-subtracted, as ops_softmax). The SIMD version computes
+ *  exp with a degree-6 polynomial on the reduced argument and vscalefps (relative error
+ *  ~2e-7 against expf). */
+void kern_softmax(float *x, int n);
 
 /** Row conversion. Return 0, or -1 if the type is unsupported or n not a block multiple. */
 int kern_quantize_row(enum ggml_type t, const float *x, void *out, int64_t n);

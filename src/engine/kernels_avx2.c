@@ -4,8 +4,15 @@
 #include "engine/kernels_impl.h"
 
 #if defined(__x86_64__)
+#include <immintrin.h> /* before the target switch: the intrinsics carry their own targets */
+/* GCC: a target pragma for the rest of the file; clang (the libFuzzer build) has no such
+ * pragma and takes the same features as an attribute applied to every function below. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 
 #define KX(name) name##_avx2
 #define KX_VNNI 0
@@ -22,7 +29,11 @@ void kern_ops_avx2(struct kern_ops *o)
     KX(fill_ops)(o);
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #else
 void kern_ops_avx2(struct kern_ops *o)
 {

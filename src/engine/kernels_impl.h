@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "engine/gguf.h"
+#include "engine/kernels.h"
 
 #define QK4_0 32
 #define QK8_0 32
@@ -37,6 +38,24 @@ _Static_assert(sizeof(struct blk_q8_0) == 34, "q8_0 block");
 _Static_assert(sizeof(struct blk_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(struct blk_q4_k) == 144, "q4_K block");
 _Static_assert(sizeof(struct blk_q6_k) == 210, "q6_K block");
+
+/* Packed layouts (kern_repack). Rows in groups of 16; a group of a matrix with nb = cols/32
+ * blocks per row takes 16 row sizes of bytes, as the 16 GGUF rows did:
+ *   Q4_0_R16: nb block columns of 256 bytes, then nb x 16 f16 scales (scale of row i of block
+ *             column b at [16 b + i]). In block column b, 64-byte chunk k (0..3) holds in
+ *             bytes 4i..4i+3 row i's qs[4k..4k+3]: low nibbles are elements 4k..4k+3, high
+ *             nibbles elements 16+4k..16+4k+3.
+ *   Q8_0_R16: nb block columns of 512 bytes (chunk k of 8: bytes 4i..4i+3 = row i's
+ *             qs[4k..4k+3]), then nb x 16 f16 scales.
+ *   Q4_K_R16: per super-block column (nk = cols/256 of them) 2304 bytes: 16 f16 d, 16 f16
+ *             dmin, then three 64-byte vectors whose lane i (4 bytes) is row i's scales[0..3],
+ *             [4..7], [8..11] (so kern_q4k_unpack's word operations run on 16 rows at once),
+ *             then 32 chunks of 64 bytes: chunk 8g + k, lane i = row i's qs[32g + 4k..+3]
+ *             (low nibbles: sub-block 2g, high nibbles: sub-block 2g + 1).
+ *   Q6_K_R16: per super-block column 3360 bytes: 16 f16 d, then four 64-byte vectors (lane i
+ *             = row i's scales[4v..4v+3]), then 32 chunks of ql (chunk c, lane i = row i's
+ *             ql[4c..4c+3]), then 16 chunks of qh (lane i = row i's qh[4c..4c+3]). */
+#define KERN_R16 16
 
 /* Activation formats: one row of `cols` values quantized into scratch, laid out as separate
  * arrays so SIMD code can load 32 int8 (and a block's scale as 8 lanes) at a time:
@@ -78,9 +97,15 @@ typedef void (*kern_rows_fn)(const uint8_t *W, size_t wstride, const uint8_t *A,
 
 /* One ISA's kernels; a NULL entry falls back to the scalar one. */
 struct kern_ops {
-    kern_rows_fn rows[GGML_TYPE_COUNT];
+    kern_rows_fn rows[KERN_TYPE_END]; /* GGUF types, then the packed KERN_TYPE_* */
     /* Optional fast activation quantizer (must give the same bytes as the scalar one). */
     void (*act_quantize)(enum kern_act a, const float *x, void *out, int cols);
+    /* Optional attention helpers (kern_attn_*), only called with D % 16 == 0. */
+    void (*attn_scores)(enum ggml_type kv, const float *q, const void *K, size_t stride, int T,
+                        int D, float scale, float *out);
+    void (*attn_accum)(enum ggml_type kv, const float *a, const void *V, size_t stride, int T,
+                       int D, float *o);
+    void (*softmax)(float *x, int n); /* optional */
 };
 
 void kern_ops_scalar(struct kern_ops *o);

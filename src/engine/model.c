@@ -44,6 +44,8 @@ struct llm {
     struct gguf_file *gguf;
     void *map;
     size_t map_len;
+    void *wmem; /* GGUF matrices copied / repacked into 2 MiB pages (NULL: in the mapping) */
+    size_t wmem_len;
     float *owned[LLM_MAX_OWNED]; /* 1-D tensors converted to f32 */
     int n_owned;
     struct tok *tok;
@@ -409,6 +411,65 @@ static int llm_finish(struct llm *m, const struct llm_opts *opts, const char *na
 
 static const struct llm_opts llm_default_opts;
 
+/* Copies every weight matrix used by matmuls (not the embedding table, which is only read a
+ * row per token) out of the file mapping into one anonymous region backed by transparent huge
+ * pages, repacking the types with a faster interleaved layout (kern_repack_type). Why: a
+ * matvec streams the whole model per token; with 4 KiB file pages the hardware prefetchers
+ * stop at every page boundary and every page costs a TLB walk, which held Q4_0 and Q8_0
+ * matvecs to ~13-17 GB/s against ~23-27 GB/s from 2 MiB pages. The copied file pages are
+ * dropped from our RSS at once (MADV_DONTNEED; they stay in the page cache), so peak RSS stays
+ * about one model. Failure to get memory is not an error: the mapping is used as before. */
+static void pack_weights(struct llm *m)
+{
+    struct llm_w *ws[8 * 1024];
+    int nw = 0;
+    for (int l = 0; l < m->hp.n_layer && nw + 7 <= (int)(sizeof ws / sizeof ws[0]) - 1; l++) {
+        struct llm_layer *L = &m->layers[l];
+        struct llm_w *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) ws[nw++] = lw[i];
+    }
+    if (m->output.data != m->tok_embd.data) ws[nw++] = &m->output;
+    size_t total = 0;
+    for (int i = 0; i < nw; i++)
+        total += (ggml_row_size(ws[i]->type, (uint64_t)ws[i]->cols) * ws[i]->rows + 63) & ~(size_t)63;
+    const size_t huge = (size_t)2 << 20;
+    size_t len = (total + huge - 1) & ~(huge - 1);
+    if (len == 0) return;
+    void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return;
+#ifdef MADV_HUGEPAGE
+    madvise(mem, len, MADV_HUGEPAGE);
+#endif
+    const bool drop = gguf_is_mapped(m->gguf);
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uint8_t *at = mem;
+    for (int i = 0; i < nw; i++) {
+        struct llm_w *w = ws[i];
+        if ((const uint8_t *)w->data >= (const uint8_t *)mem &&
+            (const uint8_t *)w->data < (const uint8_t *)mem + len)
+            continue; /* already copied under another name */
+        size_t bytes = ggml_row_size(w->type, (uint64_t)w->cols) * w->rows;
+        enum ggml_type pt = kern_repack_type(w->type, w->rows, w->cols);
+        if (pt == w->type || kern_repack(w->type, w->data, at, w->rows, w->cols) != 0) {
+            memcpy(at, w->data, bytes);
+            pt = w->type;
+        }
+        if (drop) { /* the whole pages inside the copied tensor */
+            uintptr_t b = ((uintptr_t)w->data + page - 1) & ~(page - 1);
+            uintptr_t e = ((uintptr_t)w->data + bytes) & ~(page - 1);
+            if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
+        }
+        /* the same matrix under two names (never in GGUF llama files, but cheap to honour) */
+        for (int j = i + 1; j < nw; j++)
+            if (ws[j]->data == w->data) *ws[j] = (struct llm_w){pt, at, w->rows, w->cols};
+        w->type = pt;
+        w->data = at;
+        at += (bytes + 63) & ~(size_t)63;
+    }
+    m->wmem = mem;
+    m->wmem_len = len;
+}
+
 struct llm *llm_load_gguf(struct gguf_file *f, const struct llm_opts *opts, const char *name,
                           struct err *err)
 {
@@ -434,6 +495,7 @@ struct llm *llm_load_gguf(struct gguf_file *f, const struct llm_opts *opts, cons
         }
     }
     if (llm_finish(m, opts, name, err)) goto fail;
+    if (!opts->map_weights) pack_weights(m);
     return m;
 fail:
     llm_free(m);
@@ -484,6 +546,7 @@ void llm_free(struct llm *m)
     free(m->rope_inv_freq);
     gguf_close(m->gguf);
     if (m->map) munmap(m->map, m->map_len);
+    if (m->wmem) munmap(m->wmem, m->wmem_len);
     free(m);
 }
 
@@ -744,7 +807,8 @@ static void attention_chunk(void *ctx, size_t b, size_t e, int tid)
         float *o = c->att_out + r * q_dim + (size_t)h * D;
         for (int d = 0; d < D; d++)
             o[d] = 0.0f;
-        if (tab) { /* f16 cache */
+        if (tab && kern_isa() < KERN_ISA_AVX512) {
+            /* f16 cache without AVX-512: the table beats converting bit by bit */
             for (int t = 0; t < T; t++) {
                 const uint16_t *kr = (const uint16_t *)(kc + (size_t)t * kv_row);
                 float sum = 0.0f;
@@ -761,20 +825,9 @@ static void attention_chunk(void *ctx, size_t b, size_t e, int tid)
             }
             continue;
         }
-        for (int t = 0; t < T; t++) {
-            const float *kr = (const float *)(kc + (size_t)t * kv_row);
-            float sum = 0.0f;
-            for (int d = 0; d < D; d++)
-                sum += kr[d] * q[d];
-            att[t] = sum * scale;
-        }
-        ops_softmax(att, T);
-        for (int t = 0; t < T; t++) {
-            const float *vr = (const float *)(vc + (size_t)t * kv_row);
-            float a = att[t];
-            for (int d = 0; d < D; d++)
-                o[d] += a * vr[d];
-        }
+        kern_attn_scores(c->kv_type, q, kc, kv_row, T, D, scale, att);
+        kern_softmax(att, T);
+        kern_attn_accum(c->kv_type, att, vc, kv_row, T, D, o);
     }
 }
 

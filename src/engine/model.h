@@ -26,6 +26,8 @@ struct llm_opts {
     struct pool *pool;          /* borrowed: shared with the caller; must outlive the model */
     const char *tokenizer_path; /* llama2.c tokenizer.bin for a .bin model (GGUF: ignored) */
     bool no_tokenizer;          /* do not load a tokenizer (a .bin model has none then) */
+    bool map_weights;           /* GGUF: compute from the file mapping in place (no copy, no
+                                 * repacking; slower: 4 KiB pages, GGUF layout) */
 };
 
 /** Hyper-parameters, as read from the file. */
