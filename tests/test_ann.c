@@ -493,6 +493,20 @@ static void save_load_kind(const struct ann_cfg *cfg, const char *dir)
     struct ann_index *idx = ann_build(cfg, g_x, N / 2, D, g_pool, &e);
     if (!idx) fail_msg("build: %s", e.msg);
     if (ann_save(idx, path, &e) != 0) fail_msg("save: %s", e.msg);
+    /* bytes per vector is the index's real memory: the file holds the same arrays (all but
+     * the IVF centroid norms, recomputed on load), so their sizes must add up to it */
+    struct gguf_file *gf = gguf_open(path, &e);
+    if (!gf) fail_msg("gguf_open %s: %s", path, e.msg);
+    double file_bytes = 0;
+    for (uint64_t i = 0; i < gguf_n_tensors(gf); i++) file_bytes += (double)gguf_tensor_at(gf, i)->nbytes;
+    gguf_close(gf);
+    bool ivf = cfg->kind == ANN_KIND_IVF_FLAT || cfg->kind == ANN_KIND_IVF_SQ8 ||
+               cfg->kind == ANN_KIND_IVF_PQ;
+    if (ivf) file_bytes += (double)ann_config(idx).nlist * sizeof(float);
+    double bpv = ann_bytes_per_vector(idx) * (double)ann_size(idx);
+    if (fabs(bpv - file_bytes) > 1e-6 * file_bytes)
+        fail_msg("%s: bytes per vector x n = %.0f, arrays in the file = %.0f", ann_kind_name(cfg->kind),
+                 bpv, file_bytes);
     struct ann_index *ld = ann_load(path, &e);
     if (!ld) fail_msg("load %s: %s", path, e.msg);
     assert_int_equal(ann_size(ld), ann_size(idx));
