@@ -591,7 +591,7 @@ int main(int argc, char **argv)
          * trained quantizer); its k-means time is added to each build time. 3m: trained on
          * 64 points per centroid (262,144), as the FAISS side. */
         float *cent = malloc(sizeof(float) * (size_t)nlist * dim);
-        struct ann_kmeans_cfg kc = {10, 0, big ? 64 : 256, seed, 1};
+        struct ann_kmeans_cfg kc = {10, 0, big ? 64 : 256, seed, 1, 1}; /* as ivf.c for IP */
         struct err e;
         err_clear(&e);
         double tk = now_s();

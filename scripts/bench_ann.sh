@@ -14,7 +14,8 @@
 # and reused by later runs: generated once, deterministic by seed).
 # Both sides run at the caller's priority (run it under `flock /work/bench.lock`), one after
 # the other, never at the same time (memory: at most one 3.1 GB private copy at once).
-# Results: $ANN_OUT/{ours,faiss}.tsv, compare.md, and docs/img/ann_<set>.png.
+# Results: $ANN_OUT/{ours,faiss}.tsv, compare.md, and docs/img/ann_<set>.png (ANN_PLOT=file;
+# with ANN_ONLY the plot goes to $ANN_OUT).
 set -euo pipefail
 set_name="${1:-27k}"
 BUILD="${BUILD:-build}"
@@ -51,8 +52,11 @@ if [[ " $sides " == *" faiss "* ]]; then
   timeout "$to" $py bench/peers/faiss_bench.py "${fargs[@]}" || echo "FAISS side stopped (status $?)"
 fi
 $py bench/ann_compare.py "$out" | tee "$out/compare.md"
-gnuplot -e "dir='$out'; set='$set_name'; out='docs/img/ann_$set_name.png'" bench/ann_plot.gp
-echo "== plot: docs/img/ann_$set_name.png; tables: $out/compare.md"
+# the documented figure is docs/img/ann_<set>.png; a partial run (ANN_ONLY) plots into $out
+plot="${ANN_PLOT:-docs/img/ann_$set_name.png}"
+[ -n "${ANN_ONLY:-}" ] && [ -z "${ANN_PLOT:-}" ] && plot="$out/ann_$set_name.png"
+gnuplot -e "dir='$out'; set='$set_name'; out='$plot'" bench/ann_plot.gp
+echo "== plot: $plot; tables: $out/compare.md"
 # the 27k data file is rebuilt in seconds: keep it only on request; the 3m one is kept
 if [ "$set_name" != "3m" ] && [ -z "${ANN_KEEP_DATA:-}" ] && [ -z "${ANN_DATA:-}" ]; then
   rm -f "$data"

@@ -213,7 +213,7 @@ static void test_kmeans_recovers_clusters_deterministically(void **state)
             x[i * DIM + j] = centres[(i % KC) * DIM + j] + (float)(ann_rng_normal(&r) * 0.1);
     float c1[KC * DIM], c2[KC * DIM], c3[KC * DIM];
     struct err e;
-    struct ann_kmeans_cfg kc = {15, 1, 256, 99, 0};
+    struct ann_kmeans_cfg kc = {15, 1, 256, 99, 0, 0};
     assert_int_equal(ann_kmeans(x, KC * PER, DIM, KC, &kc, c1, g_pool, &e), 0);
     assert_int_equal(ann_kmeans(x, KC * PER, DIM, KC, &kc, c2, NULL, &e), 0);
     assert_memory_equal(c1, c2, sizeof c1); /* same seed, 2 threads or 1: same result */
@@ -235,6 +235,49 @@ static void test_kmeans_recovers_clusters_deterministically(void **state)
     assert_int_equal(ann_kmeans(x, KC * PER, DIM, KC, &kc, c3, g_pool, &e), 0);
     assert_int_equal(ann_kmeans(x, 5, DIM, KC, &kc, c3, g_pool, &e), ERR_INVALID);
     assert_non_null(strstr(e.msg, "at least"));
+    free(x);
+}
+
+/* Spherical inner-product k-means (what an IP IVF trains, as FAISS): unit-norm centroids,
+ * deterministic, and far more even lists than plain IP k-means on data with a common offset
+ * (where IP assignment favours the longest centroids). */
+static size_t largest_list(const float *x, size_t n, int dim, const float *cent, int k)
+{
+    uint32_t *ids = malloc(n * sizeof *ids);
+    size_t *cnt = calloc((size_t)k, sizeof *cnt), big = 0;
+    assert_non_null(ids);
+    assert_non_null(cnt);
+    assert_int_equal(ann_assign(x, n, dim, cent, NULL, k, 1, ids, NULL, g_pool), 0);
+    for (size_t i = 0; i < n; i++) cnt[ids[i]]++;
+    for (int c = 0; c < k; c++)
+        if (cnt[c] > big) big = cnt[c];
+    free(ids);
+    free(cnt);
+    return big;
+}
+
+static void test_kmeans_spherical_ip(void **state)
+{
+    (void)state;
+    enum { KS = 32, DIM = 16, NS = 4000 };
+    float *x = malloc(sizeof(float) * NS * DIM);
+    struct ann_rng r;
+    ann_rng_seed(&r, 11);
+    for (int i = 0; i < NS * DIM; i++) x[i] = (float)(3.0 + ann_rng_normal(&r));
+    float cs[KS * DIM], cs2[KS * DIM], cp[KS * DIM];
+    struct err e;
+    struct ann_kmeans_cfg sph = {10, 0, 256, 5, 1, 1}, plain = {10, 0, 256, 5, 1, 0};
+    assert_int_equal(ann_kmeans(x, NS, DIM, KS, &sph, cs, g_pool, &e), 0);
+    assert_int_equal(ann_kmeans(x, NS, DIM, KS, &sph, cs2, NULL, &e), 0);
+    assert_memory_equal(cs, cs2, sizeof cs);
+    for (int c = 0; c < KS; c++) {
+        double s = 0;
+        for (int j = 0; j < DIM; j++) s += (double)cs[c * DIM + j] * cs[c * DIM + j];
+        assert_float_equal(s, 1.0, 1e-4);
+    }
+    assert_int_equal(ann_kmeans(x, NS, DIM, KS, &plain, cp, g_pool, &e), 0);
+    size_t big_s = largest_list(x, NS, DIM, cs, KS), big_p = largest_list(x, NS, DIM, cp, KS);
+    if (!(big_s * 2 < big_p)) fail_msg("largest list: spherical %zu, plain IP %zu", big_s, big_p);
     free(x);
 }
 
@@ -789,6 +832,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_match_scalar),
         cmocka_unit_test(test_kmeans_recovers_clusters_deterministically),
+        cmocka_unit_test(test_kmeans_spherical_ip),
         cmocka_unit_test(test_flat_ip_equals_brute_force),
         cmocka_unit_test(test_flat_l2_equals_brute_force),
         cmocka_unit_test(test_recall_floors),
