@@ -39,6 +39,16 @@ args=(--set "$set_name" --out "$out" --threads "$threads" --data "$data")
 [ -n "${ANN_HNSW:-}" ] && args+=(--hnsw "$ANN_HNSW")
 [ -n "${ANN_ONLY:-}" ] && args+=(--only "$ANN_ONLY")
 sides="${ANN_SIDES:-ours faiss}"
+# a partial run replaces the rows of its families on the sides it runs
+if [ -n "${ANN_ONLY:-}" ]; then
+  for side in $sides; do
+    f="$out/$side.tsv"
+    if [ -f "$f" ]; then
+      awk -F'\t' -v only=",$ANN_ONLY," 'NR == 1 || index(only, "," $6 ",") == 0' "$f" > "$f.tmp"
+      mv "$f.tmp" "$f"
+    fi
+  done
+fi
 if [[ " $sides " == *" ours "* ]] || [ ! -f "$data" ]; then
   echo "== ours: $BUILD/bench/bench_ann ${args[*]}"
   timeout "$to" "$BUILD/bench/bench_ann" "${args[@]}"
