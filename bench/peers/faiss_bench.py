@@ -100,8 +100,28 @@ class Run:
 
 
 def ivf_bpv(index, n, d, extra_shared):
-    # inverted lists: code + 64-bit id per vector; centroids and codebooks amortized
-    return index.code_size + 8 + (index.nlist * d * 4 + extra_shared) / n
+    """Bytes per vector from the index's own structures: inverted-list entries (code + 64-bit
+    id, as list_size says), the quantizer's stored centroids, the SQ ranges or PQ codebooks
+    and any precomputed table, amortized over n. extra_shared is the fallback for the
+    trained parameters when this FAISS build does not expose them."""
+    inv = index.invlists
+    entries = sum(inv.list_size(l) for l in range(index.nlist))
+    total = entries * (index.code_size + 8)
+    try:
+        total += index.quantizer.codes.size()  # IndexFlat stores its vectors as bytes
+    except AttributeError:
+        total += index.nlist * d * 4
+    shared = 0
+    for part in ("sq.trained", "pq.centroids", "precomputed_table"):
+        obj = index
+        try:
+            for a in part.split("."):
+                obj = getattr(obj, a)
+            shared += obj.size() * 4
+        except AttributeError:
+            pass
+    total += shared if shared else extra_shared
+    return total / n
 
 
 def main():
