@@ -69,6 +69,13 @@ def main():
             line += (f"; FAISS FlatIP {fflat[0]['lat_med_us']:.0f} us = "
                      f"{fflat[0]['lat_med_us'] / bound:.2f} x")
         print(line + f". Our kernels: {env.get('isa', '?')}.")
+        if env.get("pair_rounds"):
+            print(f"\nPaired check ({env['pair_rounds']} rounds of one bandwidth pass then one exact "
+                  f"query, so both see the same machine state): exact query "
+                  f"{float(env['pair_query_median_us']):.0f} us, bound "
+                  f"{float(env['pair_bound_median_us']):.0f} us (medians); query / bound median "
+                  f"{float(env['pair_ratio_median']):.2f}, best {float(env['pair_ratio_best']):.2f} "
+                  f"(goal <= 1.2).")
     if fenv:
         print(f"FAISS {fenv.get('faiss_version')} ({fenv.get('compile_options')}); one empty "
               f"index.search call from Python costs {fenv.get('python_call_us')} us (included in "

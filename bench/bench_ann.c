@@ -183,6 +183,15 @@ struct result {
     int done_q;
 };
 
+/* Exact scan against the bandwidth bound, measured in pairs so both sides of the ratio see
+ * the same machine state (the VM shares memory bandwidth with other jobs, which moves both
+ * numbers by 2x within minutes): `rounds` times, one streaming-read pass over a 1 GiB buffer
+ * (gives that moment's bound: bytes scanned / bandwidth) then one exact query. */
+struct pair_result {
+    int rounds;
+    double ratio_med, ratio_min, q_med_us, bound_med_us;
+};
+
 struct run {
     const float *x, *q;
     size_t n, nq;
@@ -192,6 +201,7 @@ struct run {
     double lat_budget_s;
     FILE *tsv;
     const char *set;
+    struct pair_result *pair; /* flat: paired bandwidth check (NULL: skip) */
 };
 
 /* Single-query latency over the queries (stopping once lat_budget_s is spent and at least
@@ -250,6 +260,54 @@ static struct result measure(const struct run *r, const struct ann_index *idx,
     return res;
 }
 
+static void pair_check(const struct run *r, const struct ann_index *idx, struct pair_result *pr)
+{
+    size_t pbytes = (size_t)1 << 30, pn = pbytes / sizeof(float);
+    float *p = malloc(pbytes);
+    struct ann_scratch *s = ann_scratch_new(idx);
+    struct ann_hit *hits = malloc(sizeof *hits * (size_t)r->k);
+    double ratio[64], tq[64], tb[64];
+    int rounds = pr->rounds > 64 ? 64 : pr->rounds;
+    if (!p || !s || !hits || rounds < 1) {
+        pr->rounds = 0;
+        goto out;
+    }
+    for (size_t i = 0; i < pn; i++) p[i] = (float)(i & 7);
+    double flat_bytes = (double)r->n * r->dim * sizeof(float);
+    struct ann_search_opts o = {.k = r->k};
+    volatile float sink = 0;
+    for (int i = 0; i < rounds; i++) {
+        double t = now_s();
+#if defined(__x86_64__)
+        sink += __builtin_cpu_supports("avx512f") ? sum_avx512(p, pn) : sum_scalar(p, pn);
+#else
+        sink += sum_scalar(p, pn);
+#endif
+        tb[i] = (now_s() - t) * flat_bytes / (double)pbytes; /* this moment's bound */
+        t = now_s();
+        ann_search(idx, r->q + (size_t)(i % (int)r->nq) * r->dim, &o, s, hits);
+        tq[i] = now_s() - t;
+        ratio[i] = tq[i] / tb[i];
+    }
+    (void)sink;
+    qsort(ratio, (size_t)rounds, sizeof ratio[0], cmp_double);
+    qsort(tq, (size_t)rounds, sizeof tq[0], cmp_double);
+    qsort(tb, (size_t)rounds, sizeof tb[0], cmp_double);
+    pr->rounds = rounds;
+    pr->ratio_med = ratio[rounds / 2];
+    pr->ratio_min = ratio[0];
+    pr->q_med_us = tq[rounds / 2] * 1e6;
+    pr->bound_med_us = tb[rounds / 2] * 1e6;
+    fprintf(stderr,
+            "bench_ann: paired check, %d rounds: exact query %.0f us, bound %.0f us (medians); "
+            "query / bound median %.2f, best %.2f\n",
+            rounds, pr->q_med_us, pr->bound_med_us, pr->ratio_med, pr->ratio_min);
+out:
+    free(p);
+    ann_scratch_free(s);
+    free(hits);
+}
+
 static void emit(const struct run *r, const char *config, const char *family, int nlist, int m,
                  int param, const struct result *res)
 {
@@ -300,6 +358,7 @@ static void bench_config(const struct run *r, const struct bconf *bc, const floa
         /* stop raising nprobe / ef once recall is saturated */
         if (res.recall >= 0.9995) break;
     }
+    if (cfg.kind == ANN_KIND_FLAT && r->pair) pair_check(r, idx, r->pair);
     ann_free(idx);
 }
 
@@ -548,7 +607,9 @@ int main(int argc, char **argv)
     if (!append)
         fputs("sys\tset\tn\tdim\tconfig\tfamily\tnlist\tm\tparam\trecall\tlat_med_us\tlat_p99_us\t"
               "qps\tbytes_per_vec\tbuild_s\n", tsv);
-    struct run r = {x, q, n, (size_t)nq, dim, k, threads, gt, pool, big ? 75.0 : 30.0, tsv, set};
+    struct pair_result pair = {big ? 20 : 60, 0, 0, 0, 0};
+    struct run r = {x, q, n, (size_t)nq, dim, k, threads, gt, pool, big ? 75.0 : 30.0, tsv, set,
+                    &pair};
 
     /* Flat first: its latency against the bandwidth bound (3m: ~200 queries in 75 s). */
     if (wanted(only, "flat")) {
@@ -566,6 +627,11 @@ int main(int argc, char **argv)
                 "flat_bound_us\t%.1f\nisa\t%s\nthreads\t%d\nsource\t%s\nn\t%zu\nnq\t%d\nk\t%d\n",
                 bw.best / 1e9, bw.median / 1e9, bytes, bytes / bw.best * 1e6,
                 ann_isa_name(ann_dist_get()->isa), threads, source, n, nq, k);
+        if (pair.rounds > 0 && wanted(only, "flat"))
+            fprintf(ef,
+                    "pair_rounds\t%d\npair_ratio_median\t%.3f\npair_ratio_best\t%.3f\n"
+                    "pair_query_median_us\t%.1f\npair_bound_median_us\t%.1f\n",
+                    pair.rounds, pair.ratio_med, pair.ratio_min, pair.q_med_us, pair.bound_med_us);
         fclose(ef);
     }
     fprintf(stderr,
