@@ -2,12 +2,17 @@
  * of vectors and queries, measures recall@k against exact search, single-query latency
  * (median, p99; one thread: the serving case), batch throughput (all threads), bytes per
  * vector and build time, and writes:
- *   OUT/data.bin   vectors, queries and exact ground truth for the FAISS peer (same inputs)
+ *   DATA           vectors, queries and exact ground truth for the FAISS peer (same inputs);
+ *                  default OUT/data.bin. The file is memory-mapped (the 3m set is 3.1 GB) and
+ *                  reused by later runs when its header matches (set, sizes, seed), so the
+ *                  vectors exist once on disk and neither side holds a second private copy.
  *   OUT/ours.tsv   one row per configuration and search parameter
  *   OUT/env.tsv    measured single-thread memory bandwidth and the exact-search bound
  *
- *   bench_ann --set 27k [--items FILE [--tensor NAME]] --out DIR
- *   bench_ann --set 3m  [--items FILE] --out DIR          (expansion to 3,000,000 items)
+ *   bench_ann --set 27k [--items FILE [--tensor NAME]] --out DIR [--data FILE]
+ *   bench_ann --set 3m  --out DIR [--data var/ann-3m/data.bin]   (expansion to 3,000,000)
+ *   --only flat,ivf_sq8,...  runs only these families (flat, flat_sq8, ivf_sq8, ivf_pq, hnsw)
+ *                            and appends to OUT/ours.tsv (split runs, one lock hold each)
  *
  * Without --items the 27k set is a clustered synthetic set (ann_synth_clustered) and the 3m
  * set is the reference's expansion (per-dimension mean and variance kept) of that set. */
@@ -17,6 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ann/ann.h"
 #include "ann/dist.h"
@@ -66,28 +76,41 @@ static float sum_scalar(const float *p, size_t n)
     return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
 }
 
-/* Best of 5 single-thread read passes over `bytes` (well above the last-level cache). */
-static double measure_bw(size_t bytes)
+/* Single-thread streaming read bandwidth: `passes` full read passes over a buffer of `bytes`
+ * (far above the last-level cache, so every pass comes from DRAM); best and median pass.
+ * The best pass is the bound an exact scan can approach; the median shows how much the
+ * shared machine took away during the run. */
+struct bw_probe {
+    double best, median; /* bytes per second */
+};
+
+static struct bw_probe measure_bw(size_t bytes, int passes)
 {
+    struct bw_probe bp = {0, 0};
     size_t n = bytes / sizeof(float);
     float *p = malloc(bytes);
-    if (!p) return 0;
+    double t_pass[16];
+    if (!p || passes < 1 || passes > 16) {
+        free(p);
+        return bp;
+    }
     for (size_t i = 0; i < n; i++) p[i] = (float)(i & 7);
-    double best = 1e30;
     volatile float sink = 0;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < passes; r++) {
         double t = now_s();
 #if defined(__x86_64__)
         sink += __builtin_cpu_supports("avx512f") ? sum_avx512(p, n) : sum_scalar(p, n);
 #else
         sink += sum_scalar(p, n);
 #endif
-        t = now_s() - t;
-        if (t < best) best = t;
+        t_pass[r] = now_s() - t;
     }
     (void)sink;
     free(p);
-    return (double)bytes / best;
+    qsort(t_pass, (size_t)passes, sizeof t_pass[0], cmp_double);
+    bp.best = (double)bytes / t_pass[0];
+    bp.median = (double)bytes / t_pass[passes / 2];
+    return bp;
 }
 
 /* ----------------------------------------------------------------------------- input ---- */
@@ -151,11 +174,23 @@ struct bconf {
 };
 
 static const int nprobes[] = {1, 2, 4, 8, 16, 32, 64, 128};
+/* 3m: a short sweep (the run must fit one lock hold); FAISS runs 1..256, we add 512 so our
+ * curve reaches past FAISS's highest-recall point for the recall-matched comparison */
+static const int nprobes_big[] = {1, 4, 16, 64, 256, 512};
 static const int efs[] = {100, 128, 192, 256, 384, 512};
 
 struct result {
     double recall, lat_med, lat_p99, qps, bpv, build_s;
     int done_q;
+};
+
+/* Exact scan against the bandwidth bound, measured in pairs so both sides of the ratio see
+ * the same machine state (the VM shares memory bandwidth with other jobs, which moves both
+ * numbers by 2x within minutes): `rounds` times, one streaming-read pass over a 1 GiB buffer
+ * (gives that moment's bound: bytes scanned / bandwidth) then one exact query. */
+struct pair_result {
+    int rounds;
+    double ratio_med, ratio_min, q_med_us, bound_med_us;
 };
 
 struct run {
@@ -167,6 +202,7 @@ struct run {
     double lat_budget_s;
     FILE *tsv;
     const char *set;
+    struct pair_result *pair; /* flat: paired bandwidth check (NULL: skip) */
 };
 
 /* Single-query latency over the queries (stopping once lat_budget_s is spent and at least
@@ -225,6 +261,54 @@ static struct result measure(const struct run *r, const struct ann_index *idx,
     return res;
 }
 
+static void pair_check(const struct run *r, const struct ann_index *idx, struct pair_result *pr)
+{
+    size_t pbytes = (size_t)1 << 30, pn = pbytes / sizeof(float);
+    float *p = malloc(pbytes);
+    struct ann_scratch *s = ann_scratch_new(idx);
+    struct ann_hit *hits = malloc(sizeof *hits * (size_t)r->k);
+    double ratio[64], tq[64], tb[64];
+    int rounds = pr->rounds > 64 ? 64 : pr->rounds;
+    if (!p || !s || !hits || rounds < 1) {
+        pr->rounds = 0;
+        goto out;
+    }
+    for (size_t i = 0; i < pn; i++) p[i] = (float)(i & 7);
+    double flat_bytes = (double)r->n * r->dim * sizeof(float);
+    struct ann_search_opts o = {.k = r->k};
+    volatile float sink = 0;
+    for (int i = 0; i < rounds; i++) {
+        double t = now_s();
+#if defined(__x86_64__)
+        sink += __builtin_cpu_supports("avx512f") ? sum_avx512(p, pn) : sum_scalar(p, pn);
+#else
+        sink += sum_scalar(p, pn);
+#endif
+        tb[i] = (now_s() - t) * flat_bytes / (double)pbytes; /* this moment's bound */
+        t = now_s();
+        ann_search(idx, r->q + (size_t)(i % (int)r->nq) * r->dim, &o, s, hits);
+        tq[i] = now_s() - t;
+        ratio[i] = tq[i] / tb[i];
+    }
+    (void)sink;
+    qsort(ratio, (size_t)rounds, sizeof ratio[0], cmp_double);
+    qsort(tq, (size_t)rounds, sizeof tq[0], cmp_double);
+    qsort(tb, (size_t)rounds, sizeof tb[0], cmp_double);
+    pr->rounds = rounds;
+    pr->ratio_med = ratio[rounds / 2];
+    pr->ratio_min = ratio[0];
+    pr->q_med_us = tq[rounds / 2] * 1e6;
+    pr->bound_med_us = tb[rounds / 2] * 1e6;
+    fprintf(stderr,
+            "bench_ann: paired check, %d rounds: exact query %.0f us, bound %.0f us (medians); "
+            "query / bound median %.2f, best %.2f\n",
+            rounds, pr->q_med_us, pr->bound_med_us, pr->ratio_med, pr->ratio_min);
+out:
+    free(p);
+    ann_scratch_free(s);
+    free(hits);
+}
+
 static void emit(const struct run *r, const char *config, const char *family, int nlist, int m,
                  int param, const struct result *res)
 {
@@ -275,7 +359,99 @@ static void bench_config(const struct run *r, const struct bconf *bc, const floa
         /* stop raising nprobe / ef once recall is saturated */
         if (res.recall >= 0.9995) break;
     }
+    if (cfg.kind == ANN_KIND_FLAT && r->pair) pair_check(r, idx, r->pair);
     ann_free(idx);
+}
+
+/* ------------------------------------------------------------------- data file ---- */
+
+/* DATA layout (read by bench/peers/faiss_bench.py): 8 u32 header {magic "ANNB", version 1, n,
+ * nq, dim, k, seed (low 32 bits), source}, then x (n, dim) f32, q (nq, dim) f32 and the exact
+ * top-k ids gt (nq, k) u32. */
+#define DATA_MAGIC 0x424e4e41u
+enum { SRC_CLUSTERED = 0, SRC_EXPANSION = 1, SRC_ITEMS = 2 };
+
+struct data_map {
+    void *map;
+    size_t len;
+    float *x, *q;
+    uint32_t *gt;
+};
+
+static size_t data_len(size_t n, size_t nq, int dim, int k)
+{
+    return 32 + sizeof(float) * (n + nq) * (size_t)dim + sizeof(uint32_t) * nq * (size_t)k;
+}
+
+static void data_point(struct data_map *dm, size_t n, size_t nq, int dim)
+{
+    dm->x = (float *)((char *)dm->map + 32);
+    dm->q = dm->x + n * (size_t)dim;
+    dm->gt = (uint32_t *)(dm->q + nq * (size_t)dim);
+}
+
+/* Maps an existing data file read-only when its header is exactly `want` and its length
+ * matches; 0 on success, -1 when it is absent or describes another set. */
+static int data_reuse(const char *path, const uint32_t want[8], struct data_map *dm)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    struct stat st;
+    size_t len = data_len(want[2], want[3], (int)want[4], (int)want[5]);
+    uint32_t hdr[8];
+    int ok = fstat(fd, &st) == 0 && (size_t)st.st_size == len &&
+             pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && !memcmp(hdr, want, sizeof hdr);
+    void *m = ok ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (m == MAP_FAILED) return -1;
+    dm->map = m;
+    dm->len = len;
+    data_point(dm, want[2], want[3], (int)want[4]);
+    return 0;
+}
+
+/* Creates PATH.tmp of the right length, mapped read-write; the caller fills it and calls
+ * data_commit, which renames it into place (a killed run never leaves a file that looks
+ * complete). */
+static int data_create(const char *path, const uint32_t hdr[8], struct data_map *dm)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    size_t len = data_len(hdr[2], hdr[3], (int)hdr[4], (int)hdr[5]);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        perror(tmp);
+        return -1;
+    }
+    if (ftruncate(fd, (off_t)len) != 0) {
+        perror(tmp);
+        close(fd);
+        return -1;
+    }
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) {
+        perror(tmp);
+        return -1;
+    }
+    memcpy(m, hdr, 32);
+    dm->map = m;
+    dm->len = len;
+    data_point(dm, hdr[2], hdr[3], (int)hdr[4]);
+    return 0;
+}
+
+static int data_commit(const char *path, struct data_map *dm)
+{
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (msync(dm->map, dm->len, MS_SYNC) != 0 || munmap(dm->map, dm->len) != 0 ||
+        rename(tmp, path) != 0) {
+        perror(path);
+        return -1;
+    }
+    dm->map = NULL;
+    return 0;
 }
 
 /* -------------------------------------------------------------------------- main ---- */
@@ -283,14 +459,29 @@ static void bench_config(const struct run *r, const struct bconf *bc, const floa
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_ann --set 27k|3m --out DIR [--items FILE [--tensor NAME]] [--dim 256]\n"
-            "                 [--nq 1000] [--k 100] [--threads 2] [--seed 1] [--hnsw 0|1]\n"
-            "                 [--n N] [--quick]\n");
+            "usage: bench_ann --set 27k|3m --out DIR [--data FILE] [--items FILE [--tensor NAME]]\n"
+            "                 [--dim 256] [--nq 1000] [--k 100] [--threads 2] [--seed 1]\n"
+            "                 [--hnsw 0|1] [--only flat,flat_sq8,ivf_sq8,ivf_pq,hnsw] [--n N]\n"
+            "                 [--quick]\n");
+}
+
+/* `only` is NULL (everything) or a comma-separated list of families. */
+static bool wanted(const char *only, const char *family)
+{
+    if (!only) return true;
+    size_t fl = strlen(family);
+    for (const char *p = only; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == fl && !strncmp(p, family, l)) return true;
+        p += l + (e ? 1 : 0);
+    }
+    return false;
 }
 
 int main(int argc, char **argv)
 {
-    const char *set = "27k", *out = NULL, *items = NULL, *tensor = NULL;
+    const char *set = "27k", *out = NULL, *items = NULL, *tensor = NULL, *data = NULL, *only = NULL;
     int dim = 256, nq = 1000, k = 100, threads = 2, hnsw = -1, quick = 0;
     size_t n = 0;
     uint64_t seed = 1;
@@ -306,6 +497,8 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--set")) set = v;
         else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--data")) data = v;
+        else if (!strcmp(a, "--only")) only = v;
         else if (!strcmp(a, "--items")) items = v;
         else if (!strcmp(a, "--tensor")) tensor = v;
         else if (!strcmp(a, "--dim")) dim = atoi(v);
@@ -326,110 +519,128 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
-    if (hnsw < 0) hnsw = big ? 0 : 1;
+    /* HNSW: on by default at 27k only; `--only ...,hnsw` asks for it explicitly */
+    if (hnsw < 0) hnsw = only ? wanted(only, "hnsw") : !big;
     size_t nbase = 27278;
     if (!n) n = big ? 3000000 : nbase;
     struct pool *pool = pool_new(threads);
+    char dpath[1024];
+    if (data) snprintf(dpath, sizeof dpath, "%s", data);
+    else snprintf(dpath, sizeof dpath, "%s/data.bin", out);
 
-    /* Base vectors: trained item embeddings if given, else the clustered synthetic set. */
+    /* Base vectors: trained item embeddings if given, else the clustered synthetic set. The
+     * 3m set is the reference's expansion of the 27k set. A data file with the same header
+     * (never for --items: the file may have changed) is reused as it is. */
+    const char *source = items ? "item-embeddings" : big ? "expansion-of-clustered-synthetic"
+                                                         : "clustered-synthetic";
     float *base = NULL;
-    const char *source = "clustered-synthetic";
     if (items) {
         base = read_items(items, tensor, &dim, &nbase);
         if (!base) return 1;
-        source = "item-embeddings";
-    } else {
-        base = malloc(sizeof(float) * nbase * dim);
-        ann_synth_clustered(nbase, dim, 300, 0.6f, seed, 0, base, pool);
+        if (!big) n = nbase;
     }
-    float *x, *q = malloc(sizeof(float) * (size_t)nq * dim);
-    if (!big) {
-        n = nbase;
-        x = base;
-        /* queries: the clustered generator's later rows, or an expansion (alpha 0.9) of the
-         * item embeddings, so queries sit near items as user vectors do */
-        if (items) ann_synth_expand(base, nbase, dim, (size_t)nq, 0.9f, seed + 7, q, pool);
-        else ann_synth_clustered((size_t)nq, dim, 300, 0.6f, seed, nbase, q, pool);
+    uint32_t hdr[8] = {DATA_MAGIC, 1, (uint32_t)n, (uint32_t)nq, (uint32_t)dim, (uint32_t)k,
+                       (uint32_t)seed, items ? SRC_ITEMS : big ? SRC_EXPANSION : SRC_CLUSTERED};
+    struct data_map dm = {0};
+    double t0 = now_s();
+    if (!items && data_reuse(dpath, hdr, &dm) == 0) {
+        fprintf(stderr, "bench_ann: reusing %s (vectors, queries, ground truth)\n", dpath);
     } else {
-        /* the reference's scale-up: N items with the base set's per-dimension moments */
-        x = malloc(sizeof(float) * n * dim);
-        if (!x) {
-            fprintf(stderr, "bench_ann: out of memory for %zu x %d\n", n, dim);
+        if (data_create(dpath, hdr, &dm) != 0) return 1;
+        if (!base) {
+            base = malloc(sizeof(float) * nbase * dim);
+            if (!base) return 1;
+            ann_synth_clustered(nbase, dim, 300, 0.6f, seed, 0, base, pool);
+        }
+        if (!big) {
+            memcpy(dm.x, base, sizeof(float) * n * dim);
+            /* queries: the clustered generator's later rows, or an expansion (alpha 0.9) of
+             * the item embeddings, so queries sit near items as user vectors do */
+            if (items) ann_synth_expand(base, nbase, dim, (size_t)nq, 0.9f, seed + 7, dm.q, pool);
+            else ann_synth_clustered((size_t)nq, dim, 300, 0.6f, seed, nbase, dm.q, pool);
+        } else {
+            /* the reference's scale-up: N items with the base set's per-dimension moments */
+            ann_synth_expand(base, nbase, dim, n, 0.0f, seed + 3, dm.x, pool);
+            ann_synth_expand(base, nbase, dim, (size_t)nq, 0.0f, seed + 5, dm.q, pool);
+        }
+        fprintf(stderr, "bench_ann: vectors generated in %.1f s\n", now_s() - t0);
+        /* Exact ground truth: our flat index, batched (blocked A.B^T) over all threads. */
+        struct err e;
+        err_clear(&e);
+        struct ann_cfg fc = {.kind = ANN_KIND_FLAT};
+        t0 = now_s();
+        struct ann_index *flat = ann_build(&fc, dm.x, n, dim, pool, &e);
+        struct ann_hit *gth = malloc(sizeof *gth * (size_t)nq * k);
+        int *cnt = malloc(sizeof *cnt * (size_t)nq);
+        struct ann_search_opts fo = {.k = k};
+        if (!flat || !gth || !cnt) {
+            fprintf(stderr, "bench_ann: %s\n", e.msg[0] ? e.msg : "out of memory");
             return 1;
         }
-        ann_synth_expand(base, nbase, dim, n, 0.0f, seed + 3, x, pool);
-        ann_synth_expand(base, nbase, dim, (size_t)nq, 0.0f, seed + 5, q, pool);
-        free(base);
-        base = NULL;
+        ann_search_batch(flat, dm.q, (size_t)nq, &fo, 1, gth, cnt, pool);
+        for (size_t i = 0; i < (size_t)nq * k; i++) dm.gt[i] = gth[i].id;
+        ann_free(flat);
+        free(gth);
+        free(cnt);
+        fprintf(stderr, "bench_ann: ground truth in %.1f s\n", now_s() - t0);
+        if (data_commit(dpath, &dm) != 0 || data_reuse(dpath, hdr, &dm) != 0) {
+            fprintf(stderr, "bench_ann: %s: cannot map the file just written\n", dpath);
+            return 1;
+        }
     }
+    free(base);
+    const float *x = dm.x, *q = dm.q;
+    const uint32_t *gt = dm.gt;
     fprintf(stderr, "bench_ann: set %s, %zu x %d (%s), %d queries, k %d, %d threads, isa %s\n",
             set, n, dim, source, nq, k, threads, ann_isa_name(ann_dist_get()->isa));
 
-    /* Exact ground truth with our flat index over all threads. */
-    struct err e;
-    err_clear(&e);
-    struct ann_cfg fc = {.kind = ANN_KIND_FLAT};
-    double t0 = now_s();
-    struct ann_index *flat = ann_build(&fc, x, n, dim, pool, &e);
-    struct ann_hit *gth = malloc(sizeof *gth * (size_t)nq * k);
-    int *cnt = malloc(sizeof *cnt * (size_t)nq);
-    uint32_t *gt = malloc(sizeof *gt * (size_t)nq * k);
-    struct ann_search_opts fo = {.k = k};
-    if (!flat || !gth || !cnt || !gt) {
-        fprintf(stderr, "bench_ann: %s\n", e.msg[0] ? e.msg : "out of memory");
-        return 1;
-    }
-    ann_search_batch(flat, q, (size_t)nq, &fo, 1, gth, cnt, pool);
-    for (size_t i = 0; i < (size_t)nq * k; i++) gt[i] = gth[i].id;
-    fprintf(stderr, "bench_ann: ground truth in %.1f s\n", now_s() - t0);
-
-    char path[1024];
-    snprintf(path, sizeof path, "%s/data.bin", out);
-    FILE *df = fopen(path, "wb");
-    if (!df) {
-        perror(path);
-        return 1;
-    }
-    uint32_t hdr[8] = {0x424e4e41u /* "ANNB" */, 1, (uint32_t)n, (uint32_t)nq, (uint32_t)dim,
-                       (uint32_t)k, 0, 0};
-    fwrite(hdr, sizeof hdr, 1, df);
-    fwrite(x, sizeof(float) * dim, n, df);
-    fwrite(q, sizeof(float) * dim, (size_t)nq, df);
-    fwrite(gt, sizeof(uint32_t) * k, (size_t)nq, df);
-    fclose(df);
-
-    /* Memory bandwidth (one thread) and the exact-search bound. */
-    double bw = measure_bw((size_t)1 << 30);
+    /* Memory bandwidth (one thread, 7 passes over 1 GiB) and the exact-search bound. */
+    struct bw_probe bw = measure_bw((size_t)1 << 30, 7);
+    char path[1100];
     snprintf(path, sizeof path, "%s/ours.tsv", out);
-    FILE *tsv = fopen(path, "w");
+    struct stat st;
+    bool append = only && stat(path, &st) == 0 && st.st_size > 0;
+    FILE *tsv = fopen(path, append ? "a" : "w");
     if (!tsv) {
         perror(path);
         return 1;
     }
-    fputs("sys\tset\tn\tdim\tconfig\tfamily\tnlist\tm\tparam\trecall\tlat_med_us\tlat_p99_us\t"
-          "qps\tbytes_per_vec\tbuild_s\n", tsv);
-    struct run r = {x, q, n, (size_t)nq, dim, k, threads, gt, pool, big ? 20.0 : 30.0, tsv, set};
+    if (!append)
+        fputs("sys\tset\tn\tdim\tconfig\tfamily\tnlist\tm\tparam\trecall\tlat_med_us\tlat_p99_us\t"
+              "qps\tbytes_per_vec\tbuild_s\n", tsv);
+    struct pair_result pair = {big ? 20 : 60, 0, 0, 0, 0};
+    struct run r = {x, q, n, (size_t)nq, dim, k, threads, gt, pool, big ? 75.0 : 30.0, tsv, set,
+                    &pair};
 
-    /* Flat first: its latency against the bandwidth bound. */
-    struct bconf flat_c = {"flat", {.kind = ANN_KIND_FLAT}, NULL, 0};
-    bench_config(&r, &flat_c, NULL, 0);
-    ann_free(flat);
-    flat = NULL;
+    /* Flat first: its latency against the bandwidth bound (3m: ~200 queries in 75 s). */
+    if (wanted(only, "flat")) {
+        struct bconf flat_c = {"flat", {.kind = ANN_KIND_FLAT}, NULL, 0};
+        bench_config(&r, &flat_c, NULL, 0);
+    }
+    r.lat_budget_s = big ? 10.0 : 30.0;
 
+    double bytes = (double)n * dim * 4;
     snprintf(path, sizeof path, "%s/env.tsv", out);
     FILE *ef = fopen(path, "w");
     if (ef) {
-        double bytes = (double)n * dim * 4;
-        fprintf(ef, "key\tvalue\nbandwidth_gbs\t%.2f\nflat_bytes\t%.0f\nflat_bound_us\t%.1f\n"
-                    "isa\t%s\nthreads\t%d\nsource\t%s\nn\t%zu\nnq\t%d\nk\t%d\n",
-                bw / 1e9, bytes, bytes / bw * 1e6, ann_isa_name(ann_dist_get()->isa), threads,
-                source, n, nq, k);
+        fprintf(ef,
+                "key\tvalue\nbandwidth_gbs\t%.2f\nbandwidth_median_gbs\t%.2f\nflat_bytes\t%.0f\n"
+                "flat_bound_us\t%.1f\nisa\t%s\nthreads\t%d\nsource\t%s\nn\t%zu\nnq\t%d\nk\t%d\n",
+                bw.best / 1e9, bw.median / 1e9, bytes, bytes / bw.best * 1e6,
+                ann_isa_name(ann_dist_get()->isa), threads, source, n, nq, k);
+        if (pair.rounds > 0 && wanted(only, "flat"))
+            fprintf(ef,
+                    "pair_rounds\t%d\npair_ratio_median\t%.3f\npair_ratio_best\t%.3f\n"
+                    "pair_query_median_us\t%.1f\npair_bound_median_us\t%.1f\n",
+                    pair.rounds, pair.ratio_med, pair.ratio_min, pair.q_med_us, pair.bound_med_us);
         fclose(ef);
     }
-    fprintf(stderr, "bench_ann: memory bandwidth %.1f GB/s (one thread): exact-scan bound %.1f us\n",
-            bw / 1e9, (double)n * dim * 4 / bw * 1e6);
+    fprintf(stderr,
+            "bench_ann: memory bandwidth %.1f GB/s best, %.1f median (one thread): exact-scan "
+            "bound %.1f us\n",
+            bw.best / 1e9, bw.median / 1e9, bytes / bw.best * 1e6);
 
-    if (!big) {
+    if (!big && wanted(only, "flat_sq8")) {
         struct bconf sq = {"flat_sq8", {.kind = ANN_KIND_FLAT_SQ8}, NULL, 0};
         bench_config(&r, &sq, NULL, 0);
     }
@@ -437,38 +648,42 @@ int main(int argc, char **argv)
     static const int nlists_small[] = {256, 512, 1024}, nlists_big[] = {4096};
     const int *nlists = big ? nlists_big : nlists_small;
     int n_nlists = big ? 1 : (quick ? 1 : 3);
-    for (int li = 0; li < n_nlists; li++) {
+    const int *np = big ? nprobes_big : nprobes;
+    int n_np = big ? (int)(sizeof nprobes_big / sizeof nprobes_big[0])
+                   : (int)(sizeof nprobes / sizeof nprobes[0]);
+    bool any_ivf = wanted(only, "ivf_sq8") || wanted(only, "ivf_pq");
+    for (int li = 0; any_ivf && li < n_nlists; li++) {
         int nlist = nlists[li];
         /* One coarse quantizer per nlist, shared by the code types (FAISS does the same with a
-         * trained quantizer); its k-means time is added to each build time. */
+         * trained quantizer); its k-means time is added to each build time. 3m: trained on
+         * 64 points per centroid (262,144), as the FAISS side. */
         float *cent = malloc(sizeof(float) * (size_t)nlist * dim);
-        struct ann_kmeans_cfg kc = {10, 0, big ? 64 : 256, seed, 1};
+        struct ann_kmeans_cfg kc = {10, 0, big ? 64 : 256, seed, 1, 1}; /* as ivf.c for IP */
+        struct err e;
+        err_clear(&e);
         double tk = now_s();
-        if (ann_kmeans(x, n, dim, nlist, &kc, cent, pool, &e) != 0) {
-            fprintf(stderr, "bench_ann: k-means: %s\n", e.msg);
+        if (!cent || ann_kmeans(x, n, dim, nlist, &kc, cent, pool, &e) != 0) {
+            fprintf(stderr, "bench_ann: k-means: %s\n", cent ? e.msg : "out of memory");
             return 1;
         }
         tk = now_s() - tk;
         fprintf(stderr, "bench_ann: k-means nlist %d in %.1f s\n", nlist, tk);
         struct bconf bcs[] = {
-            {"ivf_sq8", {.kind = ANN_KIND_IVF_SQ8, .nlist = nlist}, nprobes, 8},
-            {"ivf_pq", {.kind = ANN_KIND_IVF_PQ, .nlist = nlist, .pq_m = 32}, nprobes, 8},
-            {"ivf_pq", {.kind = ANN_KIND_IVF_PQ, .nlist = nlist, .pq_m = 64}, nprobes, 8},
+            {"ivf_sq8", {.kind = ANN_KIND_IVF_SQ8, .nlist = nlist}, np, n_np},
+            {"ivf_pq", {.kind = ANN_KIND_IVF_PQ, .nlist = nlist, .pq_m = 32}, np, n_np},
+            {"ivf_pq", {.kind = ANN_KIND_IVF_PQ, .nlist = nlist, .pq_m = 64}, np, n_np},
         };
-        for (size_t c = 0; c < sizeof bcs / sizeof bcs[0]; c++) bench_config(&r, &bcs[c], cent, tk);
+        for (size_t c = 0; c < sizeof bcs / sizeof bcs[0]; c++)
+            if (wanted(only, bcs[c].family)) bench_config(&r, &bcs[c], cent, tk);
         free(cent);
     }
-    if (hnsw) {
+    if (hnsw && wanted(only, "hnsw")) {
         struct bconf h = {"hnsw", {.kind = ANN_KIND_HNSW, .hnsw_m = 32, .ef_construction = 40},
                           efs, (int)(sizeof efs / sizeof efs[0])};
         bench_config(&r, &h, NULL, 0);
     }
     fclose(tsv);
-    free(x);
-    free(q);
-    free(gt);
-    free(gth);
-    free(cnt);
+    munmap(dm.map, dm.len);
     pool_free(pool);
     return 0;
 }

@@ -213,7 +213,7 @@ static void test_kmeans_recovers_clusters_deterministically(void **state)
             x[i * DIM + j] = centres[(i % KC) * DIM + j] + (float)(ann_rng_normal(&r) * 0.1);
     float c1[KC * DIM], c2[KC * DIM], c3[KC * DIM];
     struct err e;
-    struct ann_kmeans_cfg kc = {15, 1, 256, 99, 0};
+    struct ann_kmeans_cfg kc = {15, 1, 256, 99, 0, 0};
     assert_int_equal(ann_kmeans(x, KC * PER, DIM, KC, &kc, c1, g_pool, &e), 0);
     assert_int_equal(ann_kmeans(x, KC * PER, DIM, KC, &kc, c2, NULL, &e), 0);
     assert_memory_equal(c1, c2, sizeof c1); /* same seed, 2 threads or 1: same result */
@@ -235,6 +235,49 @@ static void test_kmeans_recovers_clusters_deterministically(void **state)
     assert_int_equal(ann_kmeans(x, KC * PER, DIM, KC, &kc, c3, g_pool, &e), 0);
     assert_int_equal(ann_kmeans(x, 5, DIM, KC, &kc, c3, g_pool, &e), ERR_INVALID);
     assert_non_null(strstr(e.msg, "at least"));
+    free(x);
+}
+
+/* Spherical inner-product k-means (what an IP IVF trains, as FAISS): unit-norm centroids,
+ * deterministic, and far more even lists than plain IP k-means on data with a common offset
+ * (where IP assignment favours the longest centroids). */
+static size_t largest_list(const float *x, size_t n, int dim, const float *cent, int k)
+{
+    uint32_t *ids = malloc(n * sizeof *ids);
+    size_t *cnt = calloc((size_t)k, sizeof *cnt), big = 0;
+    assert_non_null(ids);
+    assert_non_null(cnt);
+    assert_int_equal(ann_assign(x, n, dim, cent, NULL, k, 1, ids, NULL, g_pool), 0);
+    for (size_t i = 0; i < n; i++) cnt[ids[i]]++;
+    for (int c = 0; c < k; c++)
+        if (cnt[c] > big) big = cnt[c];
+    free(ids);
+    free(cnt);
+    return big;
+}
+
+static void test_kmeans_spherical_ip(void **state)
+{
+    (void)state;
+    enum { KS = 32, DIM = 16, NS = 4000 };
+    float *x = malloc(sizeof(float) * NS * DIM);
+    struct ann_rng r;
+    ann_rng_seed(&r, 11);
+    for (int i = 0; i < NS * DIM; i++) x[i] = (float)(3.0 + ann_rng_normal(&r));
+    float cs[KS * DIM], cs2[KS * DIM], cp[KS * DIM];
+    struct err e;
+    struct ann_kmeans_cfg sph = {10, 0, 256, 5, 1, 1}, plain = {10, 0, 256, 5, 1, 0};
+    assert_int_equal(ann_kmeans(x, NS, DIM, KS, &sph, cs, g_pool, &e), 0);
+    assert_int_equal(ann_kmeans(x, NS, DIM, KS, &sph, cs2, NULL, &e), 0);
+    assert_memory_equal(cs, cs2, sizeof cs);
+    for (int c = 0; c < KS; c++) {
+        double s = 0;
+        for (int j = 0; j < DIM; j++) s += (double)cs[c * DIM + j] * cs[c * DIM + j];
+        assert_float_equal(s, 1.0, 1e-4);
+    }
+    assert_int_equal(ann_kmeans(x, NS, DIM, KS, &plain, cp, g_pool, &e), 0);
+    size_t big_s = largest_list(x, NS, DIM, cs, KS), big_p = largest_list(x, NS, DIM, cp, KS);
+    if (!(big_s * 2 < big_p)) fail_msg("largest list: spherical %zu, plain IP %zu", big_s, big_p);
     free(x);
 }
 
@@ -493,6 +536,20 @@ static void save_load_kind(const struct ann_cfg *cfg, const char *dir)
     struct ann_index *idx = ann_build(cfg, g_x, N / 2, D, g_pool, &e);
     if (!idx) fail_msg("build: %s", e.msg);
     if (ann_save(idx, path, &e) != 0) fail_msg("save: %s", e.msg);
+    /* bytes per vector is the index's real memory: the file holds the same arrays (all but
+     * the IVF centroid norms, recomputed on load), so their sizes must add up to it */
+    struct gguf_file *gf = gguf_open(path, &e);
+    if (!gf) fail_msg("gguf_open %s: %s", path, e.msg);
+    double file_bytes = 0;
+    for (uint64_t i = 0; i < gguf_n_tensors(gf); i++) file_bytes += (double)gguf_tensor_at(gf, i)->nbytes;
+    gguf_close(gf);
+    bool ivf = cfg->kind == ANN_KIND_IVF_FLAT || cfg->kind == ANN_KIND_IVF_SQ8 ||
+               cfg->kind == ANN_KIND_IVF_PQ;
+    if (ivf) file_bytes += (double)ann_config(idx).nlist * sizeof(float);
+    double bpv = ann_bytes_per_vector(idx) * (double)ann_size(idx);
+    if (fabs(bpv - file_bytes) > 1e-6 * file_bytes)
+        fail_msg("%s: bytes per vector x n = %.0f, arrays in the file = %.0f", ann_kind_name(cfg->kind),
+                 bpv, file_bytes);
     struct ann_index *ld = ann_load(path, &e);
     if (!ld) fail_msg("load %s: %s", path, e.msg);
     assert_int_equal(ann_size(ld), ann_size(idx));
@@ -775,6 +832,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_match_scalar),
         cmocka_unit_test(test_kmeans_recovers_clusters_deterministically),
+        cmocka_unit_test(test_kmeans_spherical_ip),
         cmocka_unit_test(test_flat_ip_equals_brute_force),
         cmocka_unit_test(test_flat_l2_equals_brute_force),
         cmocka_unit_test(test_recall_floors),

@@ -6,7 +6,12 @@ the same configurations with FAISS (Debian's python3-faiss), and writes DIR/fais
 the same columns as DIR/ours.tsv. Single-query latency runs on one OpenMP thread, one
 index.search call per query (the serving case); batch throughput uses --threads threads.
 
-  /usr/bin/python3 bench/peers/faiss_bench.py --dir DIR --set 27k|3m [--threads 2] [--hnsw 0|1]
+  /usr/bin/python3 bench/peers/faiss_bench.py --dir DIR --set 27k|3m [--data FILE]
+      [--threads 2] [--hnsw 0|1] [--only flat,flat_sq8,ivf_sq8,ivf_pq,hnsw] [--resume]
+
+--data is the file bench_ann wrote (default DIR/data.bin); it is memory-mapped, so the
+vectors are read from the page cache and only FAISS's own index holds a private copy.
+--only runs those families and appends to DIR/faiss.tsv (a run split over lock holds).
 """
 import argparse
 import sys
@@ -16,6 +21,7 @@ import numpy as np
 import faiss
 
 NPROBES = [1, 2, 4, 8, 16, 32, 64, 128]
+NPROBES_BIG = [1, 4, 16, 64, 256]  # 3m: the same short sweep as bench_ann
 EFS = [100, 128, 192, 256, 384, 512]
 
 
@@ -37,7 +43,9 @@ class Run:
     def __init__(self, args, x, q, gt, k, out):
         self.args, self.x, self.q, self.gt, self.k, self.out = args, x, q, gt, k, out
         self.n, self.d = x.shape
-        self.budget = 20.0 if args.set == "3m" else 30.0
+        # latency budget per point (>= 100 queries are always timed); 3m: 75 s for the flat
+        # scan (~200 queries), 10 s for the others, as bench_ann
+        self.budget = 10.0 if args.set == "3m" else 30.0
 
     def measure(self, index):
         """Latency per query on one thread (>= 100 queries, then until the budget is spent),
@@ -92,8 +100,28 @@ class Run:
 
 
 def ivf_bpv(index, n, d, extra_shared):
-    # inverted lists: code + 64-bit id per vector; centroids and codebooks amortized
-    return index.code_size + 8 + (index.nlist * d * 4 + extra_shared) / n
+    """Bytes per vector from the index's own structures: inverted-list entries (code + 64-bit
+    id, as list_size says), the quantizer's stored centroids, the SQ ranges or PQ codebooks
+    and any precomputed table, amortized over n. extra_shared is the fallback for the
+    trained parameters when this FAISS build does not expose them."""
+    inv = index.invlists
+    entries = sum(inv.list_size(l) for l in range(index.nlist))
+    total = entries * (index.code_size + 8)
+    try:
+        total += index.quantizer.codes.size()  # IndexFlat stores its vectors as bytes
+    except AttributeError:
+        total += index.nlist * d * 4
+    shared = 0
+    for part in ("sq.trained", "pq.centroids", "precomputed_table"):
+        obj = index
+        try:
+            for a in part.split("."):
+                obj = getattr(obj, a)
+            shared += obj.size() * 4
+        except AttributeError:
+            pass
+    total += shared if shared else extra_shared
+    return total / n
 
 
 def main():
@@ -103,15 +131,28 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--hnsw", type=int, default=-1)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--data", default=None, help="data file (default DIR/data.bin)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated families to run (flat,flat_sq8,ivf_sq8,ivf_pq,hnsw)")
     ap.add_argument("--resume", action="store_true",
                     help="keep DIR/faiss.tsv and run only the configurations it lacks")
     args = ap.parse_args()
     big = args.set == "3m"
-    hnsw = (0 if big else 1) if args.hnsw < 0 else args.hnsw
-    x, q, gt, k = load(f"{args.dir}/data.bin")
+    only = set(args.only.split(",")) if args.only else None
+    if only is not None:
+        hnsw = 1 if "hnsw" in only else 0
+    else:
+        hnsw = (0 if big else 1) if args.hnsw < 0 else args.hnsw
+
+    def want(family):
+        return only is None or family in only
+
+    x, q, gt, k = load(args.data or f"{args.dir}/data.bin")
     n, d = x.shape
     ip = faiss.METRIC_INNER_PRODUCT
     done = set()
+    if only is not None:
+        args.resume = True  # append to the rows an earlier part wrote
     if args.resume:
         try:
             with open(f"{args.dir}/faiss.tsv") as f:
@@ -141,12 +182,15 @@ def main():
                 f"python_call_us\t{np.median(ts) * 1e6:.1f}\n")
     faiss.omp_set_num_threads(args.threads)
 
-    if "Flat" not in done:
+    if want("flat") and "Flat" not in done:
         t = time.perf_counter()
         flat = faiss.IndexFlatIP(d)
         flat.add(x)
+        if big:
+            r.budget = 75.0
         r.sweep(flat, "Flat", "flat", 0, 0, None, None, 4 * d, time.perf_counter() - t)
         del flat
+        r.budget = 10.0 if big else 30.0
 
     if hnsw and "HNSW32" not in done:
         # HNSW before the IVF sweep: FAISS's PQ training is the slow part of this run
@@ -165,7 +209,7 @@ def main():
         r.sweep(h, "HNSW32", "hnsw", 0, 32, EFS, set_ef, bpv, build)
         del h
 
-    if not big and "SQ8" not in done:
+    if not big and want("flat_sq8") and "SQ8" not in done:
         faiss.omp_set_num_threads(args.threads)
         t = time.perf_counter()
         sq = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, ip)
@@ -178,8 +222,10 @@ def main():
         index.nprobe = p
 
     nlists = [4096] if big else ([256] if args.quick else [256, 512, 1024])
+    nprobes = NPROBES_BIG if big else NPROBES
     for nlist in nlists:
-        todo = [c for c in (f"IVF{nlist},SQ8", f"IVF{nlist},PQ32", f"IVF{nlist},PQ64") if c not in done]
+        todo = [c for c, fam in ((f"IVF{nlist},SQ8", "ivf_sq8"), (f"IVF{nlist},PQ32", "ivf_pq"),
+                                 (f"IVF{nlist},PQ64", "ivf_pq")) if c not in done and want(fam)]
         if not todo:
             continue
         faiss.omp_set_num_threads(args.threads)
@@ -191,10 +237,10 @@ def main():
         ivsq.cp.seed = 1
         ivsq.train(x)  # trains the shared coarse quantizer, then the SQ ranges
         t_train = time.perf_counter() - t
-        ivsq.add(x)
-        build = time.perf_counter() - t
-        if f"IVF{nlist},SQ8" in todo:
-            r.sweep(ivsq, f"IVF{nlist},SQ8", "ivf_sq8", nlist, 0, NPROBES, set_nprobe,
+        if f"IVF{nlist},SQ8" in todo:  # else only the quantizer is needed (PQ-only part)
+            ivsq.add(x)
+            build = time.perf_counter() - t
+            r.sweep(ivsq, f"IVF{nlist},SQ8", "ivf_sq8", nlist, 0, nprobes, set_nprobe,
                     ivf_bpv(ivsq, n, d, 8 * d), build)
         del ivsq
         for m in (32, 64):
@@ -207,7 +253,7 @@ def main():
             pq.train(x)
             pq.add(x)
             build = time.perf_counter() - t + t_train
-            r.sweep(pq, f"IVF{nlist},PQ{m}", "ivf_pq", nlist, m, NPROBES, set_nprobe,
+            r.sweep(pq, f"IVF{nlist},PQ{m}", "ivf_pq", nlist, m, nprobes, set_nprobe,
                     ivf_bpv(pq, n, d, 256 * d * 4), build)
             del pq
 

@@ -133,22 +133,30 @@ struct ann_cfg ann_config(const struct ann_index *idx)
     return idx->cfg;
 }
 
+/* Sizes come from the element types of the arrays the index actually holds (so they follow
+ * any change of layout): per-vector arrays count in full, shared ones (centroids, their
+ * norms, list offsets, quantizer ranges, codebooks, upper HNSW levels) are amortized over n.
+ * Per-thread search scratch (heaps, HNSW visited marks) is not index memory. */
 double ann_bytes_per_vector(const struct ann_index *idx)
 {
     double n = idx->n ? (double)idx->n : 1.0, d = idx->dim, per = 0, shared = 0;
+    double nl = idx->nlist, sq = 2.0 * d * sizeof *idx->sq_vmin;
     switch (idx->cfg.kind) {
-    case ANN_KIND_FLAT: per = 4 * d; break;
-    case ANN_KIND_FLAT_SQ8: per = d; shared = 8 * d; break;
+    case ANN_KIND_FLAT: per = d * sizeof *idx->vecs; break;
+    case ANN_KIND_FLAT_SQ8: per = d * sizeof *idx->codes; shared = sq; break;
     case ANN_KIND_IVF_FLAT:
     case ANN_KIND_IVF_SQ8:
     case ANN_KIND_IVF_PQ:
-        per = (double)idx->code_size + 4 + (idx->list_terms ? 4 : 0);
-        shared = (double)idx->nlist * (4 * d + 4 + 8) + (idx->sq_vmin ? 8 * d : 0) +
-                 (idx->pq_cb ? 4.0 * ANN_PQ_K * d : 0);
+        per = (double)idx->code_size + sizeof *idx->list_ids +
+              (idx->list_terms ? sizeof *idx->list_terms : 0);
+        shared = nl * (d * sizeof *idx->centroids + sizeof *idx->cnorm) +
+                 (nl + 1) * sizeof *idx->list_off + (idx->sq_vmin ? sq : 0) +
+                 (idx->pq_cb ? (double)ANN_PQ_K * d * sizeof *idx->pq_cb : 0);
         break;
     case ANN_KIND_HNSW:
-        per = 4 * d + 4.0 * (1 + 2 * idx->cfg.hnsw_m) + 1 + 4;
-        shared = 4.0 * (double)idx->upper_len;
+        per = d * sizeof *idx->vecs + (1.0 + 2.0 * idx->cfg.hnsw_m) * sizeof *idx->links0 +
+              sizeof *idx->levels + sizeof *idx->upper_off;
+        shared = (double)idx->upper_len * sizeof *idx->upper;
         break;
     default: break;
     }

@@ -99,7 +99,7 @@ static void pq_train_task(void *vctx, size_t begin, size_t end, int tid)
         for (size_t i = 0; i < c->ns; i++)
             memcpy(sub + i * (size_t)c->dsub, c->res + i * (size_t)c->dim + m * (size_t)c->dsub,
                    sizeof(float) * (size_t)c->dsub);
-        struct ann_kmeans_cfg kc = {c->iters, 0, 256, c->seed + 1000003u * (m + 1), 0};
+        struct ann_kmeans_cfg kc = {c->iters, 0, 256, c->seed + 1000003u * (m + 1), 0, 0};
         struct err e;
         err_clear(&e);
         if (ann_kmeans(sub, c->ns, c->dsub, ANN_PQ_K, &kc, cent, NULL, &e) != 0) {
@@ -144,8 +144,9 @@ int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *
     idx->list_off = calloc((size_t)c->nlist + 1, sizeof(uint64_t));
     if (!idx->centroids || !idx->cnorm || !idx->list_off)
         return err_set(err, ERR_NOMEM, "ivf: out of memory for %d centroids", c->nlist);
+    /* inner product: spherical k-means with IP assignment, as FAISS's IndexIVF */
     struct ann_kmeans_cfg kc = {c->kmeans_iters, c->kmeans_plusplus, c->max_train_per_centroid,
-                                c->seed, c->metric == ANN_METRIC_IP};
+                                c->seed, c->metric == ANN_METRIC_IP, c->metric == ANN_METRIC_IP};
     if (c->centroids) {
         memcpy(idx->centroids, c->centroids, (size_t)c->nlist * d * sizeof(float));
         idx->cfg.centroids = NULL; /* the caller's array need not outlive the build */

@@ -227,8 +227,22 @@ static void init_plusplus(const float *x, size_t n, int dim, int k, struct ann_r
 /* One Lloyd run on the sample xs (ns, dim). Sums are in double so the update does not
  * depend on summation order beyond what doubles absorb; it is single-threaded and ordered,
  * so results are identical for any thread count. */
+/* Rescales each centroid to unit L2 norm (spherical k-means); zero centroids stay. */
+static void renorm(float *cent, int k, int dim)
+{
+    for (int c = 0; c < k; c++) {
+        float *cc = cent + (size_t)c * dim;
+        double s = 0;
+        for (int j = 0; j < dim; j++) s += (double)cc[j] * cc[j];
+        if (s <= 0) continue;
+        float inv = (float)(1.0 / sqrt(s));
+        for (int j = 0; j < dim; j++) cc[j] *= inv;
+    }
+}
+
 static int lloyd(const float *xs, size_t ns, int dim, int k, int iters, int plusplus, int ip,
-                 struct ann_rng *r, float *cent, struct pool *pool, struct err *err)
+                 int spherical, struct ann_rng *r, float *cent, struct pool *pool,
+                 struct err *err)
 {
     const struct ann_dist_ops *ops = ann_dist_get();
     int rc = ERR_NOMEM;
@@ -257,6 +271,7 @@ static int lloyd(const float *xs, size_t ns, int dim, int k, int iters, int plus
             memcpy(cent + (size_t)c * dim, xs + (size_t)pick[c] * dim, sizeof(float) * (size_t)dim);
         free(pick);
     }
+    if (spherical) renorm(cent, k, dim);
 
     for (int it = 0; it < iters; it++) {
         for (int c = 0; c < k; c++)
@@ -294,6 +309,7 @@ static int lloyd(const float *xs, size_t ns, int dim, int k, int iters, int plus
             counts[c] = counts[big] / 2;
             counts[big] -= counts[c];
         }
+        if (spherical) renorm(cent, k, dim);
     }
     rc = 0;
 out:
@@ -343,8 +359,8 @@ int ann_kmeans(const float *x, size_t n, int dim, int k, const struct ann_kmeans
         xs = sample;
         ns = (size_t)got;
     }
-    int rc = lloyd(xs, ns, dim, k, iters, cfg ? cfg->plusplus : 0, cfg ? cfg->ip : 0, &r,
-                   centroids, pool, err);
+    int rc = lloyd(xs, ns, dim, k, iters, cfg ? cfg->plusplus : 0, cfg ? cfg->ip : 0,
+                   cfg ? cfg->spherical : 0, &r, centroids, pool, err);
     free(sample);
     return rc;
 }

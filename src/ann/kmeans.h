@@ -17,6 +17,9 @@ struct ann_kmeans_cfg {
     uint64_t seed;
     int ip;                /* 1: assign points to the centroid of largest inner product (the
                               clustering FAISS does for an inner-product IVF); 0: nearest (L2) */
+    int spherical;         /* 1: centroids rescaled to unit L2 norm after every update (FAISS
+                              turns this on for an inner-product IVF: without it, IP
+                              assignment favours long centroids and the lists grow unbalanced) */
 };
 
 /** Clusters x (n, dim) into k centroids (k, dim), written to `centroids`. Needs n >= k.
