@@ -201,6 +201,16 @@ void ann_scratch_free(struct ann_scratch *s)
     free(s);
 }
 
+void *ann_realloc_aligned(void *p, size_t old_bytes, size_t new_bytes)
+{
+    size_t bytes = (new_bytes + ANN_ALIGN - 1) / ANN_ALIGN * ANN_ALIGN;
+    void *q = aligned_alloc(ANN_ALIGN, bytes ? bytes : ANN_ALIGN);
+    if (!q) return NULL;
+    if (p) memcpy(q, p, old_bytes < new_bytes ? old_bytes : new_bytes);
+    free(p);
+    return q;
+}
+
 static int grow(void **p, size_t bytes)
 {
     void *q = realloc(*p, bytes ? bytes : 1);
@@ -393,7 +403,7 @@ void ann_index_release(struct ann_index *idx)
 static int dup_arr(void **p, size_t bytes)
 {
     if (!*p) return 0;
-    void *q = malloc(bytes ? bytes : 1);
+    void *q = ann_realloc_aligned(NULL, 0, bytes);
     if (!q) return ERR_NOMEM;
     memcpy(q, *p, bytes);
     *p = q;

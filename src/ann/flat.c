@@ -34,12 +34,12 @@ int ann_flat_add(struct ann_index *idx, const float *x, size_t n, struct pool *p
 {
     size_t d = (size_t)idx->dim, total = idx->n + n;
     if (idx->cfg.kind == ANN_KIND_FLAT) {
-        float *v = realloc(idx->vecs, total * d * sizeof *v);
+        float *v = ann_realloc_aligned(idx->vecs, idx->n * d * sizeof *v, total * d * sizeof *v);
         if (!v) return err_set(err, ERR_NOMEM, "flat: out of memory for %zu vectors", total);
         idx->vecs = v;
         memcpy(v + idx->n * d, x, n * d * sizeof *v);
     } else {
-        uint8_t *c = realloc(idx->codes, total * d);
+        uint8_t *c = ann_realloc_aligned(idx->codes, idx->n * d, total * d);
         if (!c) return err_set(err, ERR_NOMEM, "flat_sq8: out of memory for %zu vectors", total);
         idx->codes = c;
         struct enc_ctx ec = {idx, x, c + idx->n * d};

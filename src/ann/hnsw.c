@@ -500,7 +500,7 @@ int ann_hnsw_add(struct ann_index *idx, const float *x, size_t n, struct pool *p
     size_t l0 = 1 + 2 * (size_t)M, lu = 1 + (size_t)M;
     int nt = pool ? pool_threads(pool) : 1;
 
-    float *v = realloc(idx->vecs, total * d * sizeof *v);
+    float *v = ann_realloc_aligned(idx->vecs, old * d * sizeof *v, total * d * sizeof *v);
     if (!v) return err_set(err, ERR_NOMEM, "hnsw: out of memory for %zu vectors", total);
     idx->vecs = v;
     memcpy(v + old * d, x, n * d * sizeof *v);

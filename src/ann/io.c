@@ -37,6 +37,7 @@ int ann_save(const struct ann_index *idx, const char *path, struct err *err)
     const struct ann_cfg *c = &idx->cfg;
     struct gguf_writer *w = gguf_writer_new();
     if (!w) return err_set(err, ERR_NOMEM, "saving index: out of memory");
+    gguf_writer_set_alignment(w, ANN_ALIGN); /* mapped rows start on cache lines */
     char arch[64];
     snprintf(arch, sizeof arch, ARCH_PREFIX "%s", ann_kind_name(c->kind));
     size_t n = idx->n, d = (size_t)idx->dim;

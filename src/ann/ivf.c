@@ -279,7 +279,7 @@ int ann_ivf_add(struct ann_index *idx, const float *x, size_t n, struct pool *po
     float *terms = want_terms ? malloc(n * sizeof *terms) : NULL;
     uint64_t *off = calloc((size_t)L + 1, sizeof *off);
     uint32_t *ids = malloc(total * sizeof *ids);
-    uint8_t *lc = malloc(total * cs);
+    uint8_t *lc = ann_realloc_aligned(NULL, 0, total * cs);
     float *lt = want_terms ? malloc(total * sizeof *lt) : NULL;
     if (!asg || !codes || !off || !ids || !lc || (want_terms && (!terms || !lt))) {
         rc = err_set(err, ERR_NOMEM, "ivf: out of memory adding %zu vectors", n);
