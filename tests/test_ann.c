@@ -348,6 +348,11 @@ static const struct recall_case recall_cases[] = {
      {.k = K, .nprobe = 8}, 0.45},
     {{.kind = ANN_KIND_IVF_PQ, .metric = ANN_METRIC_L2, .nlist = 64, .pq_m = 16},
      {.k = K, .nprobe = 8}, 0.45},
+    /* m = 64 > 32: the 16-bit lookup table path */
+    {{.kind = ANN_KIND_IVF_PQ, .metric = ANN_METRIC_IP, .nlist = 64, .pq_m = 64},
+     {.k = K, .nprobe = 8}, 0.80},
+    {{.kind = ANN_KIND_IVF_PQ, .metric = ANN_METRIC_L2, .nlist = 64, .pq_m = 64},
+     {.k = K, .nprobe = 8}, 0.80},
     {{.kind = ANN_KIND_HNSW, .metric = ANN_METRIC_IP, .hnsw_m = 16}, {.k = K, .ef = 64}, 0.90},
     {{.kind = ANN_KIND_HNSW, .metric = ANN_METRIC_L2, .hnsw_m = 16}, {.k = K, .ef = 64}, 0.90},
 };
@@ -730,6 +735,45 @@ static void test_truncated_and_corrupted_files(void **state)
 
 /* ---------------------------------------------------------------------- synthetic ---- */
 
+/* The 16-bit PQ table gives the f32 sums within m * scale / 2 (plus float rounding). */
+static void test_pq_lut16_matches_f32(void **state)
+{
+    (void)state;
+    const struct ann_dist_ops *ref = ann_dist_for(ANN_ISA_SCALAR);
+    for (int m = 33; m <= 96; m += 31) {
+        float *lut = malloc(sizeof *lut * 256 * (size_t)m);
+        uint16_t *q = malloc(sizeof *q * 256 * (size_t)m);
+        const size_t n = 300;
+        uint8_t *codes = malloc(n * (size_t)m);
+        float *a = malloc(sizeof *a * n), *b = malloc(sizeof *b * n);
+        assert_true(lut && q && codes && a && b);
+        uint32_t st = 12345u + (uint32_t)m;
+        for (int i = 0; i < 256 * m; i++) {
+            st = st * 1664525u + 1013904223u;
+            /* per-sub-quantizer offsets and ranges differ, as in real tables */
+            lut[i] = (float)(st >> 8) / 16777216.0f * (1.0f + (float)(i / 256 % 7)) - 3.0f;
+        }
+        for (size_t i = 0; i < n * (size_t)m; i++) {
+            st = st * 1664525u + 1013904223u;
+            codes[i] = (uint8_t)(st >> 24);
+        }
+        float scale, bias;
+        ann_pq_lut16(lut, m, q, &scale, &bias);
+        assert_true(scale > 0.0f);
+        ref->pq_adc_rows(lut, codes, n, m, a);
+        ann_pq_adc_rows_u16(q, codes, n, m, scale, bias, b);
+        double tol = (double)m * scale * 0.5 + 1e-4 * m;
+        for (size_t i = 0; i < n; i++)
+            if (fabs((double)a[i] - b[i]) > tol)
+                fail_msg("m %d row %zu: f32 %.6f u16 %.6f (tolerance %.6f)", m, i, a[i], b[i], tol);
+        free(lut);
+        free(q);
+        free(codes);
+        free(a);
+        free(b);
+    }
+}
+
 /* Rows start on cache lines (a 1 KB row 16 bytes past a line makes every 64-byte load span
  * two lines: ~30 % slower exact scans), in memory after growth and in saved files. */
 static void test_rows_cache_line_aligned(void **state)
@@ -884,6 +928,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_truncated_and_corrupted_files),
         cmocka_unit_test(test_rows_cache_line_aligned),
+        cmocka_unit_test(test_pq_lut16_matches_f32),
         cmocka_unit_test(test_synth_expansion_preserves_moments),
         cmocka_unit_test(test_build_rejects_bad_parameters),
     };

@@ -191,6 +191,7 @@ void ann_scratch_free(struct ann_scratch *s)
     free(s->buf);
     free(s->qtmp);
     free(s->lut);
+    free(s->lut16);
     free(s->cscore);
     free(s->probe);
     free(s->top.d);
@@ -240,7 +241,9 @@ int ann_scratch_reserve(struct ann_scratch *s, int cap, int lists, size_t lut, i
         s->cap_lists = lists;
     }
     if (lut > s->lut_cap) {
-        if (grow((void **)&s->lut, lut * sizeof(float))) return ERR_NOMEM;
+        if (grow((void **)&s->lut, lut * sizeof(float)) ||
+            grow((void **)&s->lut16, lut * sizeof(uint16_t)))
+            return ERR_NOMEM;
         s->lut_cap = lut;
     }
     if (dim > s->dim_cap) {

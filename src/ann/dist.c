@@ -129,6 +129,53 @@ static void pq_adc_rows_unrolled(const float *lut, const uint8_t *codes, size_t 
     }
 }
 
+void ann_pq_lut16(const float *lut, int m, uint16_t *q, float *scale, float *bias)
+{
+    float range = 0.0f;
+    double b = 0.0;
+    for (int j = 0; j < m; j++) {
+        const float *l = lut + (size_t)j * 256;
+        float mn = l[0], mx = l[0];
+        for (int c = 1; c < 256; c++) {
+            mn = l[c] < mn ? l[c] : mn;
+            mx = l[c] > mx ? l[c] : mx;
+        }
+        range = mx - mn > range ? mx - mn : range;
+        b += mn;
+    }
+    float sc = range > 0.0f ? range / 65535.0f : 1.0f;
+    float inv = 1.0f / sc;
+    for (int j = 0; j < m; j++) {
+        const float *l = lut + (size_t)j * 256;
+        float mn = l[0];
+        for (int c = 1; c < 256; c++) mn = l[c] < mn ? l[c] : mn;
+        for (int c = 0; c < 256; c++) {
+            float v = (l[c] - mn) * inv + 0.5f;
+            q[(size_t)j * 256 + c] = (uint16_t)(v >= 65535.0f ? 65535.0f : v);
+        }
+    }
+    *scale = sc;
+    *bias = (float)b;
+}
+
+void ann_pq_adc_rows_u16(const uint16_t *q, const uint8_t *codes, size_t n, int m, float scale,
+                         float bias, float *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *c = codes + i * (size_t)m;
+        uint32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int j = 0;
+        for (; j + 4 <= m; j += 4) {
+            s0 += q[(size_t)j * 256 + c[j]];
+            s1 += q[(size_t)(j + 1) * 256 + c[j + 1]];
+            s2 += q[(size_t)(j + 2) * 256 + c[j + 2]];
+            s3 += q[(size_t)(j + 3) * 256 + c[j + 3]];
+        }
+        for (; j < m; j++) s0 += q[(size_t)j * 256 + c[j]];
+        out[i] = scale * (float)((s0 + s1) + (s2 + s3)) + bias;
+    }
+}
+
 #if ANN_X86
 /* ---------------------------------------------------------------------- AVX2 + FMA ---- */
 

@@ -42,6 +42,18 @@ struct ann_dist_ops {
     void (*pq_adc_rows)(const float *lut, const uint8_t *codes, size_t n, int m, float *out);
 };
 
+/** PQ lookup table in 16-bit fixed point, for tables too big for L1 in f32 (m > 32: 64 KB at
+ *  m = 64, 32 KB as uint16): q[j*256 + c] = round((lut[j*256 + c] - min_j) / scale) with one
+ *  scale for all j (the largest per-j range / 65535), and bias = sum_j min_j, so
+ *  sum_j lut[j][c_j] = scale * sum_j q[j][c_j] + bias within m * scale / 2. */
+void ann_pq_lut16(const float *lut, int m, uint16_t *q, float *scale, float *bias);
+/** out[i] = scale * sum_j q[j*256 + c_i[j]] + bias (four scalar load chains; the table stays
+ *  in L1, where these loads beat AVX-512 gathers on the AMD cores we measured). */
+void ann_pq_adc_rows_u16(const uint16_t *q, const uint8_t *codes, size_t n, int m, float scale,
+                         float bias, float *out);
+/** m above which IVF-PQ search uses the 16-bit table. */
+#define ANN_PQ_U16_MIN_M 33
+
 /** The best table this CPU supports, capped by $NR_ISA (scalar|avx2|avx512). Thread-safe. */
 const struct ann_dist_ops *ann_dist_get(void);
 /** The table for one ISA, or NULL if the CPU lacks it (tests compare each with scalar). */

@@ -408,7 +408,7 @@ int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann
     const float *pd = s->cscore + L;
 
     float *w = s->qtmp, *sc = s->qtmp + d;
-    float sq_c0 = 0;
+    float sq_c0 = 0, l16_scale = 1.0f, l16_bias = 0.0f;
     if (idx->cfg.kind == ANN_KIND_IVF_SQ8) {
         double c0 = 0;
         for (int j = 0; j < d; j++) {
@@ -421,6 +421,8 @@ int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann
         sq_c0 = (float)c0;
     } else if (idx->cfg.kind == ANN_KIND_IVF_PQ) {
         pq_lut(idx, q, ip ? 1.0f : -2.0f, s->lut);
+        if (idx->pq_m >= ANN_PQ_U16_MIN_M)
+            ann_pq_lut16(s->lut, idx->pq_m, s->lut16, &l16_scale, &l16_bias);
     }
 
     for (int p = 0; p < np; p++) {
@@ -453,7 +455,10 @@ int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann
                 else ops->sq8_l2_rows(w, sc, cb, nb, d, s->buf);
                 break;
             default:
-                ops->pq_adc_rows(s->lut, cb, nb, idx->pq_m, s->buf);
+                if (idx->pq_m >= ANN_PQ_U16_MIN_M)
+                    ann_pq_adc_rows_u16(s->lut16, cb, nb, idx->pq_m, l16_scale, l16_bias, s->buf);
+                else
+                    ops->pq_adc_rows(s->lut, cb, nb, idx->pq_m, s->buf);
                 if (!ip) {
                     const float *t = idx->list_terms + a + b;
                     for (size_t i = 0; i < nb; i++) s->buf[i] += t[i];
