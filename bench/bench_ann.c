@@ -76,6 +76,15 @@ static float sum_scalar(const float *p, size_t n)
     return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
 }
 
+/* One streaming read pass over p (the widest loads this CPU has). */
+static float stream_sum(const float *p, size_t n)
+{
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f")) return sum_avx512(p, n);
+#endif
+    return sum_scalar(p, n);
+}
+
 /* Single-thread streaming read bandwidth: `passes` full read passes over a buffer of `bytes`
  * (far above the last-level cache, so every pass comes from DRAM); best and median pass.
  * The best pass is the bound an exact scan can approach; the median shows how much the
@@ -98,11 +107,7 @@ static struct bw_probe measure_bw(size_t bytes, int passes)
     volatile float sink = 0;
     for (int r = 0; r < passes; r++) {
         double t = now_s();
-#if defined(__x86_64__)
-        sink += __builtin_cpu_supports("avx512f") ? sum_avx512(p, n) : sum_scalar(p, n);
-#else
-        sink += sum_scalar(p, n);
-#endif
+        sink += stream_sum(p, n);
         t_pass[r] = now_s() - t;
     }
     (void)sink;
@@ -280,11 +285,7 @@ static void pair_check(const struct run *r, const struct ann_index *idx, struct 
     volatile float sink = 0;
     for (int i = 0; i < rounds; i++) {
         double t = now_s();
-#if defined(__x86_64__)
-        sink += __builtin_cpu_supports("avx512f") ? sum_avx512(p, pn) : sum_scalar(p, pn);
-#else
-        sink += sum_scalar(p, pn);
-#endif
+        sink += stream_sum(p, pn);
         tb[i] = (now_s() - t) * flat_bytes / (double)pbytes; /* this moment's bound */
         t = now_s();
         ann_search(idx, r->q + (size_t)(i % (int)r->nq) * r->dim, &o, s, hits);
