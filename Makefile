@@ -94,7 +94,13 @@ test:
 	@scripts/setup.sh
 	@$(MAKE) --no-print-directory check
 
-check: $(APPS) $(TESTS) $(FUZZ_REPLAY)
+# Vector-index seeds are generated (one small index of each kind), not committed.
+$(BUILD)/fuzz-corpus/ann_index/.done: $(BUILD)/tests/test_ann
+	@rm -rf $(dir $@) && mkdir -p $(dir $@)
+	$(Q)$< --write-corpus $(dir $@) >/dev/null
+	@touch $@
+
+check: $(APPS) $(TESTS) $(FUZZ_REPLAY) $(BUILD)/fuzz-corpus/ann_index/.done
 	@BUILD=$(BUILD) DATA=$(DATA) scripts/run_tests.sh $(TESTS) $(FUZZ_REPLAY)
 
 fuzz: $(FUZZ_LF)

@@ -876,7 +876,7 @@ static void test_build_rejects_bad_parameters(void **state)
     assert_int_equal(ann_kind_parse("nope"), -1);
 }
 
-/* Writes the fuzzing seed corpus (fuzz/corpus/ann_index/): one small file of each kind and
+/* Writes the fuzzing seed corpus (`make check` puts it in $BUILD/fuzz-corpus/ann_index/): one small file of each kind and
  * metric, built from the clustered set. */
 static int write_corpus(const char *dir)
 {
