@@ -283,7 +283,9 @@ static void test_token_prompts(void **state)
     struct llm *m;
     NEED_MODEL(m);
     struct err err = {0};
-    struct sched *s = sched_new(m, &(struct sched_cfg){.max_batch = 2}, &err);
+    /* no prompt cache: b repeats a's whole prompt, and this test is about the prefix */
+    struct sched *s =
+        sched_new(m, &(struct sched_cfg){.max_batch = 2, .prompt_cache = -1}, &err);
     assert_non_null(s);
     const char *pre_text = "Once upon a time, there was a dog.";
     int pre = sched_add_prefix(s, pre_text, &err);
@@ -328,6 +330,179 @@ static void test_token_prompts(void **state)
     out_destroy(&a);
     out_destroy(&b);
     out_destroy(&c);
+    sched_free(s);
+    llm_free(m);
+}
+
+/* Runs one request to the end and returns its output (caller destroys). */
+static void run_one(struct sched *s, struct out *o, int prefix, const char *prompt, int max_tokens,
+                    const struct sampler_params *sp)
+{
+    struct err err = {0};
+    out_init(o);
+    struct sched_req r = req_for(o, prefix, prompt, max_tokens);
+    if (sp) r.sampling = *sp;
+    assert_int_equal(sched_submit(s, &r, &err), 0);
+    assert_true(out_wait(o));
+}
+
+/* A repeated whole prompt is not prefilled again: the second request copies the cached KV
+ * and samples its first token from the stored logits, and writes exactly what a scheduler
+ * without the cache writes, greedy and sampled with the same seed alike. */
+static void test_prompt_cache_hit(void **state)
+{
+    (void)state;
+    struct llm *m;
+    NEED_MODEL(m);
+    struct err err = {0};
+    struct sched *nc = sched_new(m, &(struct sched_cfg){.max_batch = 2, .prompt_cache = -1}, &err);
+    struct sched *s = sched_new(m, &(struct sched_cfg){.max_batch = 2}, &err);
+    assert_non_null(nc);
+    assert_non_null(s);
+    int pre = sched_add_prefix(s, "Once upon a time, there was a dog.", &err);
+    int pre_nc = sched_add_prefix(nc, "Once upon a time, there was a dog.", &err);
+    assert_true(pre >= 0 && pre_nc >= 0);
+    const char *prompt = " The dog liked to run in the park with his friend.";
+    struct sampler_params hot = sampler_default_params();
+    hot.temp = 0.9f;
+    hot.seed = 1234;
+
+    struct out ref, ref_hot, a, b, c;
+    run_one(nc, &ref, pre_nc, prompt, 30, NULL);
+    run_one(nc, &ref_hot, pre_nc, prompt, 30, &hot);
+    struct sched_info i0, i1, i2;
+    run_one(s, &a, pre, prompt, 30, NULL);
+    sched_info(s, &i0);
+    assert_false(a.st.prompt_cached);
+    assert_int_equal(i0.prompt_cache, 8);
+    assert_int_equal(i0.prompt_cache_misses, 1);
+    assert_int_equal(i0.prompt_cache_hits, 0);
+
+    run_one(s, &b, pre, prompt, 30, NULL);
+    sched_info(s, &i1);
+    assert_true(b.st.prompt_cached);
+    assert_int_equal(b.st.prefix_tokens, b.st.prompt_tokens);
+    assert_int_equal(b.st.prompt_tokens, a.st.prompt_tokens);
+    assert_int_equal(i1.prompt_tokens_prefilled, i0.prompt_tokens_prefilled); /* none */
+    assert_int_equal(i1.prompt_cache_hits, 1);
+    assert_string_equal(a.text, ref.text);
+    assert_string_equal(b.text, ref.text);
+    assert_int_equal(b.st.completion_tokens, ref.st.completion_tokens);
+
+    run_one(s, &c, pre, prompt, 30, &hot); /* sampled: same seed, same text as uncached */
+    sched_info(s, &i2);
+    assert_true(c.st.prompt_cached);
+    assert_int_equal(i2.prompt_cache_hits, 2);
+    assert_string_equal(c.text, ref_hot.text);
+    assert_true(strcmp(c.text, b.text) != 0);
+
+    struct out *all[] = {&ref, &ref_hot, &a, &b, &c};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) out_destroy(all[i]);
+    sched_free(s);
+    sched_free(nc);
+    llm_free(m);
+}
+
+/* Four requests with one prompt submitted together: the prompt goes through the model once
+ * (the others wait for that fill) and all four write the same greedy text. */
+static void test_prompt_cache_single_flight(void **state)
+{
+    (void)state;
+    struct llm *m;
+    NEED_MODEL(m);
+    struct err err = {0};
+    struct sched *s =
+        sched_new(m, &(struct sched_cfg){.max_batch = N_PAR, .prefill_chunk = 3}, &err);
+    assert_non_null(s);
+    struct out o[N_PAR];
+    for (int i = 0; i < N_PAR; i++) {
+        out_init(&o[i]);
+        struct sched_req r = req_for(&o[i], -1, " Lily and Ben went to the big park.", 25);
+        assert_int_equal(sched_submit(s, &r, &err), 0);
+    }
+    for (int i = 0; i < N_PAR; i++) assert_true(out_wait(&o[i]));
+    struct sched_info info;
+    sched_info(s, &info);
+    assert_int_equal(info.prompt_tokens_prefilled, o[0].st.prompt_tokens);
+    assert_int_equal(info.prompt_cache_misses, 1);
+    assert_int_equal(info.prompt_cache_hits, N_PAR - 1);
+    int cached = 0;
+    for (int i = 0; i < N_PAR; i++) {
+        assert_string_equal(o[i].text, o[0].text);
+        cached += o[i].st.prompt_cached;
+    }
+    assert_int_equal(cached, N_PAR - 1);
+    for (int i = 0; i < N_PAR; i++) out_destroy(&o[i]);
+    sched_free(s);
+    llm_free(m);
+}
+
+/* One entry, two prompts in turn: the least recently used goes; results never change. Then
+ * a request that fills an entry is cancelled mid-prefill while another waits for the fill:
+ * the waiter computes the prompt itself and still writes the right text. */
+static void test_prompt_cache_evict_and_abandon(void **state)
+{
+    (void)state;
+    struct llm *m;
+    NEED_MODEL(m);
+    struct err err = {0};
+    struct sched *s = sched_new(m, &(struct sched_cfg){.max_batch = 2, .prompt_cache = 1}, &err);
+    assert_non_null(s);
+    const char *p1 = " Tom had a red ball.", *p2 = " The cat sat on the mat.";
+    struct out a, b, c, d;
+    run_one(s, &a, -1, p1, 20, NULL);
+    run_one(s, &b, -1, p2, 20, NULL); /* evicts p1 */
+    run_one(s, &c, -1, p1, 20, NULL); /* computed again, evicts p2 */
+    run_one(s, &d, -1, p1, 20, NULL); /* hit */
+    struct sched_info info;
+    sched_info(s, &info);
+    assert_int_equal(info.prompt_cache_misses, 3);
+    assert_int_equal(info.prompt_cache_hits, 1);
+    assert_false(c.st.prompt_cached);
+    assert_true(d.st.prompt_cached);
+    assert_string_equal(a.text, c.text);
+    assert_string_equal(a.text, d.text);
+    out_destroy(&a);
+    out_destroy(&b);
+    out_destroy(&c);
+    out_destroy(&d);
+    sched_free(s);
+
+    /* a long prompt prefilled one token per step leaves time to cancel its filler */
+    char longp[4096];
+    size_t k = 0;
+    while (k + 40 < 3000) k += (size_t)snprintf(longp + k, sizeof longp - k, " The dog ran to the park.");
+    struct sched *ref = sched_new(m, &(struct sched_cfg){.max_batch = 2, .prompt_cache = -1}, &err);
+    assert_non_null(ref);
+    struct out want;
+    run_one(ref, &want, -1, longp, 10, NULL);
+    sched_free(ref);
+    s = sched_new(m, &(struct sched_cfg){.max_batch = 2, .prefill_chunk = 1}, &err);
+    assert_non_null(s);
+    struct out filler, waiter;
+    out_init(&filler);
+    out_init(&waiter);
+    struct sched_req r1 = req_for(&filler, -1, longp, 10), r2 = req_for(&waiter, -1, longp, 10);
+    assert_int_equal(sched_submit(s, &r1, &err), 0);
+    assert_int_equal(sched_submit(s, &r2, &err), 0);
+    for (int i = 0; i < 20000; i++) { /* until the waiter has joined the fill */
+        sched_info(s, &info);
+        if (info.prompt_cache_hits == 1 || info.tokens_generated > 0) break;
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(info.prompt_cache_hits, 1);
+    assert_true(info.prompt_tokens_prefilled < want.st.prompt_tokens);
+    atomic_store(&filler.cancel, true);
+    assert_true(out_wait(&filler));
+    assert_true(out_wait(&waiter));
+    assert_int_equal(filler.st.finish, SCHED_FINISH_CANCELLED);
+    assert_int_equal(filler.st.completion_tokens, 0);
+    assert_false(waiter.st.prompt_cached);
+    assert_string_equal(waiter.text, want.text);
+    out_destroy(&want);
+    out_destroy(&filler);
+    out_destroy(&waiter);
     sched_free(s);
     llm_free(m);
 }
@@ -504,6 +679,9 @@ int main(void)
         cmocka_unit_test(test_batched_equals_alone),
         cmocka_unit_test(test_warm_prefixes),
         cmocka_unit_test(test_token_prompts),
+        cmocka_unit_test(test_prompt_cache_hit),
+        cmocka_unit_test(test_prompt_cache_single_flight),
+        cmocka_unit_test(test_prompt_cache_evict_and_abandon),
         cmocka_unit_test(test_cancel_frees_slot),
         cmocka_unit_test(test_queue_full_and_stop),
         cmocka_unit_test(test_limits),

@@ -136,9 +136,15 @@ static void check_story_object(const struct jv *v, int limit, int max_tokens, co
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_true(num_at(t, keys[i]) >= 0);
     double ct = num_at(t, "completion_tokens");
     assert_true(ct >= 1 && ct <= max_tokens);
-    /* the theme's system prompt came from the shared prefix */
+    /* the theme's system prompt came from the shared prefix, or the whole prompt from the
+     * prompt cache (a repeat of an earlier story's theme and topics) */
+    bool cached = false;
+    assert_true(jv_bool(jv_get(t, "prompt_cached"), &cached));
     assert_true(num_at(t, "prefix_tokens_reused") > 10);
-    assert_true(num_at(t, "prompt_tokens") > num_at(t, "prefix_tokens_reused"));
+    if (cached)
+        assert_true(num_at(t, "prompt_tokens") == num_at(t, "prefix_tokens_reused"));
+    else
+        assert_true(num_at(t, "prompt_tokens") > num_at(t, "prefix_tokens_reused"));
     assert_int_equal((int)num_at(v, "status_code"), 200);
     assert_int_equal(jv_kind(jv_get(v, "error_message")), JV_NULL);
 }
@@ -163,6 +169,11 @@ static void test_story_json(void **state)
     struct jv *b = post_json("{\"source\":\"hackernews\",\"limit\":2,\"max_tokens\":30,\"seed\":11,"
                              "\"theme\":\"sci-fi\"}", &status, NULL);
     assert_string_equal(str_at(a, "story"), str_at(b, "story"));
+    /* the second asked for the same theme and topics: its prompt came from the prompt cache,
+     * and the story is still the one the seed gives */
+    bool cached = false;
+    assert_true(jv_bool(jv_get(jv_get(b, "timings"), "prompt_cached"), &cached));
+    assert_true(cached);
     jv_free(a);
     jv_free(b);
 }
@@ -622,6 +633,8 @@ static void test_trends_and_metrics(void **state)
     assert_true(metric("story_time_to_first_token_seconds_count") >= 3);
     assert_true(metric("story_decode_tokens_per_second_count") >= 3);
     assert_true(metric("story_prefix_tokens_reused_total") > 0);
+    assert_true(metric("story_prompt_cache_lookups_total{result=\"hit\"}") >= 1);
+    assert_true(metric("story_prompt_cache_lookups_total{result=\"miss\"}") >= 1);
     assert_true(metric("story_trend_seconds_count") >= 3);
 }
 

@@ -7,6 +7,7 @@
 #include "story/scheduler.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 #include "base/log.h"
 #include "engine/tokenizer.h"
 
-enum seq_state { SEQ_FREE = 0, SEQ_WAIT_PREFIX, SEQ_PREFILL, SEQ_DECODE };
+enum seq_state { SEQ_FREE = 0, SEQ_WAIT_CACHE, SEQ_WAIT_PREFIX, SEQ_PREFILL, SEQ_DECODE };
 enum prefix_state { PREFIX_EMPTY = 0, PREFIX_FILLING, PREFIX_READY };
 
 /* A queued request: its tokens are made by sched_submit on the caller's thread. */
@@ -38,6 +39,10 @@ struct seq {
     int last;           /* the token to feed next (DECODE) */
     int n_gen;
     bool text_started;  /* leading whitespace of the story is dropped */
+    bool pc_checked;    /* the prompt cache was consulted */
+    bool pc_owner;      /* this request's prefill fills prompt-cache entry `pc` */
+    int pc;             /* prompt-cache entry filled or awaited, or -1 */
+    int reused;         /* prompt positions copied from a prefix or the prompt cache */
     struct sampler *smp;
     struct tok_stream ts;
     struct sampler_stop stop;
@@ -50,6 +55,19 @@ struct prefix {
     int n_fed;
     enum prefix_state st;
     int seq; /* reserved KV slot */
+};
+
+/* A prompt-cache entry: the KV of a whole prompt in its own slot, and the logits of the
+ * prompt's last position, so a hit samples its first token without a forward row. */
+struct pcache {
+    enum prefix_state st; /* EMPTY, FILLING (by slot `owner`) or READY */
+    int *tok;             /* the whole prompt (prefix tokens included) */
+    int n;
+    uint64_t hash;
+    int owner;
+    int seq;              /* reserved KV slot */
+    float *logits;        /* n_vocab */
+    long long used;       /* LRU stamp */
 };
 
 struct sched {
@@ -71,6 +89,10 @@ struct sched {
     int n_prefix;
     struct prefix prefix[SCHED_MAX_PREFIXES];
 
+    int n_pc;             /* prompt-cache entries (0: off) */
+    struct pcache *pc;
+    long long pc_clock, pc_hits, pc_misses;
+
     /* scheduler-thread state */
     struct seq *slots; /* max_batch */
     long long admit_counter;
@@ -82,7 +104,7 @@ struct sched {
     /* metrics (NULL without a registry) */
     struct metrics_hist *h_ttft, *h_tps, *h_queue, *h_prefill, *h_step, *h_rows;
     struct metrics_counter *c_finish[SCHED_FINISH_ERROR + 1];
-    struct metrics_counter *c_gen, *c_prompt, *c_reused, *c_busy;
+    struct metrics_counter *c_gen, *c_prompt, *c_reused, *c_busy, *c_pc_hit, *c_pc_miss;
 };
 
 static double now_ms(void)
@@ -173,6 +195,12 @@ static void metrics_setup(struct sched *s)
                                   "Prompt tokens taken from a shared prefix's KV cache", NULL);
     s->c_busy = metrics_counter(m, "story_rejected_queue_full_total",
                                 "Requests refused because the queue was full", NULL);
+    if (s->n_pc) {
+        const char *hit[] = {"result", "hit", NULL}, *miss[] = {"result", "miss", NULL};
+        const char *help = "Whole-prompt KV cache lookups (a hit skips the prefill)";
+        s->c_pc_hit = metrics_counter(m, "story_prompt_cache_lookups_total", help, hit);
+        s->c_pc_miss = metrics_counter(m, "story_prompt_cache_lookups_total", help, miss);
+    }
     metrics_gauge_fn(m, "story_running", "Generations in a slot", NULL, tps_state, s);
     metrics_gauge_fn(m, "story_prefixes_ready", "Shared prompt prefixes whose KV is computed",
                      NULL, prefixes_ready_state, s);
@@ -207,6 +235,9 @@ struct sched *sched_new(const struct llm *m, const struct sched_cfg *cfg, struct
     }
     if (s->cfg.max_prefixes <= 0) s->cfg.max_prefixes = 8;
     if (s->cfg.max_prefixes > SCHED_MAX_PREFIXES) s->cfg.max_prefixes = SCHED_MAX_PREFIXES;
+    if (s->cfg.prompt_cache == 0) s->cfg.prompt_cache = 8;
+    if (s->cfg.prompt_cache > SCHED_MAX_PROMPT_CACHE) s->cfg.prompt_cache = SCHED_MAX_PROMPT_CACHE;
+    s->n_pc = s->cfg.prompt_cache > 0 ? s->cfg.prompt_cache : 0;
     if (s->cfg.max_batch > SCHED_MAX_BATCH) {
         err_set(err, ERR_INVALID, "max_batch %d is over %d", s->cfg.max_batch, SCHED_MAX_BATCH);
         free(s);
@@ -225,14 +256,21 @@ struct sched *sched_new(const struct llm *m, const struct sched_cfg *cfg, struct
     s->b_owner = malloc((size_t)s->cap_rows * sizeof(int));
     s->b_logits = malloc((size_t)s->cap_rows);
     s->logits = malloc((size_t)mb * (size_t)s->n_vocab * sizeof(float));
+    s->pc = calloc((size_t)s->n_pc + 1, sizeof *s->pc);
+    bool pc_ok = s->pc != NULL;
+    for (int k = 0; pc_ok && k < s->n_pc; k++) {
+        s->pc[k].seq = mb + s->cfg.max_prefixes + k;
+        s->pc[k].logits = malloc((size_t)s->n_vocab * sizeof(float));
+        pc_ok = s->pc[k].logits != NULL;
+    }
     if (!s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_owner || !s->b_logits ||
-        !s->logits) {
+        !s->logits || !pc_ok) {
         err_set(err, ERR_NOMEM, "out of memory for the scheduler's batch buffers");
         sched_free(s);
         return NULL;
     }
-    /* Room for every slot plus the prefixes. */
-    s->ctx = llm_ctx_new(m, mb + s->cfg.max_prefixes, s->cfg.n_ctx, s->cap_rows, err);
+    /* Room for every slot plus the prefixes and the prompt cache. */
+    s->ctx = llm_ctx_new(m, mb + s->cfg.max_prefixes + s->n_pc, s->cfg.n_ctx, s->cap_rows, err);
     if (!s->ctx) {
         sched_free(s);
         return NULL;
@@ -408,7 +446,10 @@ void sched_info(struct sched *s, struct sched_info *o)
                              .prompt_tokens_prefilled = s->prompt_prefilled,
                              .prefix_tokens_reused = s->prefix_reused,
                              .prefixes = s->n_prefix,
-                             .prefixes_ready = s->prefixes_ready};
+                             .prefixes_ready = s->prefixes_ready,
+                             .prompt_cache = s->n_pc,
+                             .prompt_cache_hits = s->pc_hits,
+                             .prompt_cache_misses = s->pc_misses};
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -441,7 +482,14 @@ static void finish(struct sched *s, int i, enum sched_finish why, const char *er
     }
     int n_pre = p->r.prefix >= 0 ? s->prefix[p->r.prefix].n : 0;
     st.prompt_tokens = n_pre + p->n_tok;
-    st.prefix_tokens = n_pre;
+    st.prefix_tokens = q->reused;
+    st.prompt_cached = q->reused == st.prompt_tokens;
+    if (q->pc >= 0 && q->pc_owner) { /* ended before its prompt was computed: nothing to keep */
+        struct pcache *e = &s->pc[q->pc];
+        free(e->tok);
+        e->tok = NULL;
+        e->st = PREFIX_EMPTY;
+    }
     st.completion_tokens = q->n_gen;
     st.finish = why;
     if (s->c_finish[why]) metrics_counter_inc(s->c_finish[why]);
@@ -476,6 +524,7 @@ static void admit(struct sched *s)
         s->n_waiting--;
         s->n_running++;
         memset(q, 0, sizeof *q);
+        q->pc = -1;
         q->p = p;
         q->admit_no = s->admit_counter++;
         q->t_admit = now_ms();
@@ -545,6 +594,151 @@ static void on_token(struct sched *s, int i, int token)
     q->st = SEQ_DECODE;
 }
 
+/* ---- the prompt cache (scheduler thread only, except the counters under mu) ---- */
+
+static uint64_t tok_hash(uint64_t h, const int *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        h ^= (uint32_t)t[i];
+        h *= 1099511628211ull; /* FNV-1a over the token ids */
+    }
+    return h;
+}
+
+/* A request's whole prompt is its prefix's tokens (if any) then its own. */
+static uint64_t prompt_hash(const struct sched *s, const struct pending *p, int *n_all)
+{
+    uint64_t h = 1469598103934665603ull;
+    int n = 0;
+    if (p->r.prefix >= 0) {
+        const struct prefix *pf = &s->prefix[p->r.prefix];
+        h = tok_hash(h, pf->tok, pf->n);
+        n = pf->n;
+    }
+    *n_all = n + p->n_tok;
+    return tok_hash(h, p->tok, p->n_tok);
+}
+
+/* Whether entry e holds (or is computing) exactly p's whole prompt. */
+static bool pcache_matches(const struct sched *s, const struct pcache *e, const struct pending *p,
+                           uint64_t h, int n_all)
+{
+    if (e->st == PREFIX_EMPTY || e->hash != h || e->n != n_all) return false;
+    int n_pre = 0;
+    if (p->r.prefix >= 0) {
+        const struct prefix *pf = &s->prefix[p->r.prefix];
+        n_pre = pf->n;
+        if (memcmp(e->tok, pf->tok, (size_t)n_pre * sizeof(int)) != 0) return false;
+    }
+    return memcmp(e->tok + n_pre, p->tok, (size_t)p->n_tok * sizeof(int)) == 0;
+}
+
+static void on_token(struct sched *s, int i, int token);
+
+/* Slot i takes ready entry e: the prompt's KV is copied in and the first token is sampled
+ * from the stored logits, so the request goes straight to decoding. */
+static void pcache_take(struct sched *s, int i, struct pcache *e)
+{
+    struct seq *q = &s->slots[i];
+    llm_seq_copy(s->ctx, e->seq, i, e->n);
+    e->used = ++s->pc_clock;
+    q->n_past = e->n;
+    q->n_fed = q->p->n_tok;
+    q->reused = e->n;
+    q->pc = -1;
+    q->st = SEQ_PREFILL;
+    pthread_mutex_lock(&s->mu);
+    s->prefix_reused += e->n;
+    s->tokens_generated++;
+    pthread_mutex_unlock(&s->mu);
+    if (s->c_reused) metrics_counter_add(s->c_reused, (uint64_t)e->n);
+    if (s->c_gen) metrics_counter_inc(s->c_gen);
+    on_token(s, i, sampler_sample(q->smp, e->logits));
+}
+
+/* Consults the prompt cache for the request in slot i: takes a ready entry, waits for one
+ * another request is computing, or reserves an entry (empty, else the least recently used
+ * ready one) for its own prefill to fill. `count`: this is the request's first lookup. */
+static void pcache_admit(struct sched *s, int i, bool count)
+{
+    struct seq *q = &s->slots[i];
+    q->pc_checked = true;
+    if (!s->n_pc) return;
+    int n_all;
+    uint64_t h = prompt_hash(s, q->p, &n_all);
+    int victim = -1;
+    for (int k = 0; k < s->n_pc; k++) {
+        struct pcache *e = &s->pc[k];
+        if (pcache_matches(s, e, q->p, h, n_all)) {
+            if (count) {
+                pthread_mutex_lock(&s->mu);
+                s->pc_hits++;
+                pthread_mutex_unlock(&s->mu);
+                if (s->c_pc_hit) metrics_counter_inc(s->c_pc_hit);
+            }
+            if (e->st == PREFIX_READY) {
+                pcache_take(s, i, e);
+            } else {
+                q->pc = k;
+                q->st = SEQ_WAIT_CACHE;
+            }
+            return;
+        }
+        if (e->st == PREFIX_FILLING) continue;
+        const struct pcache *v = victim >= 0 ? &s->pc[victim] : NULL;
+        if (!v || (v->st != PREFIX_EMPTY && (e->st == PREFIX_EMPTY || e->used < v->used)))
+            victim = k;
+    }
+    if (count) {
+        pthread_mutex_lock(&s->mu);
+        s->pc_misses++;
+        pthread_mutex_unlock(&s->mu);
+        if (s->c_pc_miss) metrics_counter_inc(s->c_pc_miss);
+    }
+    if (victim < 0) return; /* every entry is being filled: this prompt is not kept */
+    struct pcache *e = &s->pc[victim];
+    int *tok = malloc((size_t)n_all * sizeof(int));
+    if (!tok) return; /* not kept; the request runs as usual */
+    int n_pre = n_all - q->p->n_tok;
+    if (n_pre) memcpy(tok, s->prefix[q->p->r.prefix].tok, (size_t)n_pre * sizeof(int));
+    memcpy(tok + n_pre, q->p->tok, (size_t)q->p->n_tok * sizeof(int));
+    free(e->tok);
+    *e = (struct pcache){.st = PREFIX_FILLING, .tok = tok, .n = n_all, .hash = h, .owner = i,
+                         .seq = e->seq, .logits = e->logits, .used = ++s->pc_clock};
+    q->pc = victim;
+    q->pc_owner = true;
+}
+
+/* Slot i waits for entry q->pc: takes it once ready; looks again if the fill was abandoned
+ * (its request ended first). */
+static void pcache_wait(struct sched *s, int i)
+{
+    struct seq *q = &s->slots[i];
+    struct pcache *e = &s->pc[q->pc];
+    int n_all;
+    uint64_t h = prompt_hash(s, q->p, &n_all);
+    if (pcache_matches(s, e, q->p, h, n_all)) {
+        if (e->st == PREFIX_READY) pcache_take(s, i, e);
+        return;
+    }
+    q->pc = -1;
+    q->st = q->p->r.prefix >= 0 ? SEQ_WAIT_PREFIX : SEQ_PREFILL;
+    pcache_admit(s, i, false);
+}
+
+/* The owner's prompt is computed (`lg`: its last position's logits): keep it. */
+static void pcache_fill(struct sched *s, int i, const float *lg)
+{
+    struct seq *q = &s->slots[i];
+    struct pcache *e = &s->pc[q->pc];
+    llm_seq_copy(s->ctx, i, e->seq, q->n_past);
+    memcpy(e->logits, lg, (size_t)s->n_vocab * sizeof(float));
+    e->st = PREFIX_READY;
+    e->used = ++s->pc_clock;
+    q->pc_owner = false;
+    q->pc = -1;
+}
+
 static void add_row(struct sched *s, int *n, int token, int pos, int seq, int owner, bool logits)
 {
     s->b_tok[*n] = token;
@@ -568,12 +762,17 @@ static void step(struct sched *s)
             continue;
         }
         if (!q->smp && seq_start(s, i)) continue;
+        if (!q->pc_checked)
+            pcache_admit(s, i, true);
+        else if (q->st == SEQ_WAIT_CACHE)
+            pcache_wait(s, i);
         if (q->st == SEQ_WAIT_PREFIX) {
             struct prefix *pf = &s->prefix[q->p->r.prefix];
             if (pf->st == PREFIX_EMPTY) pf->st = PREFIX_FILLING;
             if (pf->st == PREFIX_READY) {
                 llm_seq_copy(s->ctx, pf->seq, i, pf->n);
                 q->n_past = pf->n;
+                q->reused = pf->n;
                 q->st = SEQ_PREFILL;
                 pthread_mutex_lock(&s->mu);
                 s->prefix_reused += pf->n;
@@ -676,6 +875,7 @@ static void step(struct sched *s)
         li++;
         struct seq *q = &s->slots[o];
         if (q->st == SEQ_FREE) continue;
+        if (q->pc_owner) pcache_fill(s, o, lg);
         int token = sampler_sample(q->smp, lg);
         n_sampled++;
         on_token(s, o, token);
@@ -747,6 +947,11 @@ void sched_free(struct sched *s)
         pthread_join(s->thread, NULL);
     }
     for (int k = 0; k < s->n_prefix; k++) free(s->prefix[k].tok);
+    for (int k = 0; s->pc && k < s->n_pc; k++) {
+        free(s->pc[k].tok);
+        free(s->pc[k].logits);
+    }
+    free(s->pc);
     llm_ctx_free(s->ctx);
     free(s->slots);
     free(s->b_tok);

@@ -12,6 +12,13 @@
  *  the first time a request needs it, and copied into the request's slot with llm_seq_copy
  *  at admission, so its tokens are never prefilled again.
  *
+ *  Prompt cache: besides prefixes, the KV of whole prompts (and the logits of their last
+ *  position) is kept in `prompt_cache` more slots, keyed by the exact token sequence, least
+ *  recently used out first. A request whose whole prompt is cached copies that KV and samples
+ *  its first token at once, with no prefill row; a request whose prompt is being computed
+ *  for another request waits for it instead of computing it again (one fill in flight per
+ *  prompt). Requests sample with their own seeds, so the texts still differ.
+ *
  *  Bounds: at most `max_batch` requests run, at most `queue` wait (sched_submit answers
  *  ERR_BUSY beyond that), max_tokens is capped by `max_tokens_cap` and by the context.
  *
@@ -33,6 +40,7 @@
 
 #define SCHED_MAX_PREFIXES 32
 #define SCHED_MAX_BATCH 256
+#define SCHED_MAX_PROMPT_CACHE 64
 
 struct sched_cfg {
     int max_batch;      /* request slots (concurrent generations); 0 = 8 */
@@ -41,6 +49,8 @@ struct sched_cfg {
     int max_tokens_cap; /* hard cap on generated tokens per request; 0 = 1024 */
     int prefill_chunk;  /* prompt tokens prefilled per step over all requests; 0 = 128 */
     int max_prefixes;   /* KV slots reserved for shared prefixes; 0 = 8 (SCHED_MAX_PREFIXES at most) */
+    int prompt_cache;   /* whole prompts whose KV (and last logits) are kept for reuse: 0 = 8,
+                           < 0 = none (SCHED_MAX_PROMPT_CACHE at most) */
     enum chat_family chat; /* its end-of-turn string is a stop string (CHAT_NONE: none) */
     struct metrics *metrics; /* where the story_* series go; NULL = none */
 };
@@ -61,7 +71,8 @@ struct sched_stats {
     double decode_ms;   /* first token -> end */
     double ttft_ms;     /* submit -> first token */
     int prompt_tokens;  /* whole prompt, prefix included */
-    int prefix_tokens;  /* of which reused from the prefix cache */
+    int prefix_tokens;  /* of which reused from a KV cache (theme prefix or whole prompt) */
+    bool prompt_cached; /* the whole prompt came from the prompt cache (no prefill at all) */
     int completion_tokens;
     enum sched_finish finish;
 };
@@ -127,6 +138,8 @@ struct sched_info {
     int running, waiting, max_batch, queue, n_ctx, max_tokens_cap;
     long long steps, tokens_generated, prompt_tokens_prefilled, prefix_tokens_reused;
     int prefixes, prefixes_ready;
+    int prompt_cache;                        /* entries (0: off) */
+    long long prompt_cache_hits, prompt_cache_misses; /* hits include waits on a fill */
 };
 void sched_info(struct sched *s, struct sched_info *out);
 

@@ -50,7 +50,7 @@ struct story_opts {
     const char *template_name;
     const char *prefetch;
     int compute_threads;
-    int max_batch, queue, max_tokens_cap, default_tokens, n_ctx, prefill_chunk;
+    int max_batch, queue, max_tokens_cap, default_tokens, n_ctx, prefill_chunk, prompt_cache;
     long trend_wait_ms;
     long ttl_s;
     bool lazy_prefixes;
@@ -324,6 +324,8 @@ static void write_result(struct story_job *j, struct jw *w)
     jw_int(w, st->prompt_tokens);
     jw_key(w, "prefix_tokens_reused");
     jw_int(w, st->prefix_tokens);
+    jw_key(w, "prompt_cached");
+    jw_bool(w, st->prompt_cached);
     jw_key(w, "completion_tokens");
     jw_int(w, st->completion_tokens);
     jw_key(w, "tokens_per_second");
@@ -904,6 +906,7 @@ static int setup_model(struct story_service *ss, struct err *err)
                            .max_tokens_cap = o->max_tokens_cap,
                            .prefill_chunk = o->prefill_chunk,
                            .max_prefixes = N_THEMES,
+                           .prompt_cache = o->prompt_cache > 0 ? o->prompt_cache : -1,
                            .chat = ss->chat,
                            .metrics = service_metrics(ss->svc)};
     ss->sched = sched_new(ss->model, &sc, err);
@@ -995,6 +998,7 @@ static bool parse_own_opt(struct story_opts *o, int argc, char **argv, int *i, b
         {"--default-tokens", 1, STORY_SERVICE_MAX_TOKENS, &o->default_tokens},
         {"--ctx", 16, 32768, &o->n_ctx},
         {"--prefill-chunk", 1, 4096, &o->prefill_chunk},
+        {"--prompt-cache", 0, SCHED_MAX_PROMPT_CACHE, &o->prompt_cache},
     };
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
         if (cli_opt_int(argc, argv, i, ints[k].name, ints[k].lo, ints[k].hi, &v, bad)) {
@@ -1020,6 +1024,7 @@ int story_service_cmd(int argc, char **argv)
                            .max_batch = 8,
                            .queue = 64,
                            .max_tokens_cap = 512,
+                           .prompt_cache = 8,
                            .default_tokens = 256,
                            .trend_wait_ms = 10000,
                            .ttl_s = 900};

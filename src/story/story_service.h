@@ -31,6 +31,8 @@
     "  --default-tokens N max_tokens when a request gives none (default 256)\n"               \
     "  --ctx N            positions per slot (default: the model's, at most 2048)\n"           \
     "  --prefill-chunk N  prompt tokens prefilled per step (default 128)\n"                    \
+    "  --prompt-cache N   whole prompts (theme + topics) whose KV is kept, so a repeated\n"   \
+    "                     prompt skips its prefill (default 8; 0 = off)\n"                   \
     "  --lazy-prefixes    compute a theme's shared prompt KV on its first request (default:\n"  \
     "                     all themes at start, in the background)\n"                        \
     "  --themes FILE      themes and prompts (default config/themes.json)\n"                   \
