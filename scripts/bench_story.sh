@@ -17,7 +17,8 @@
 #
 # Environment: BUILD, DATA, OUT, BENCH_MODEL, BENCH_THREADS (2), BENCH_SCALE (1),
 #              BENCH_USERS ("1 5 10 20"), BENCH_SKIP ("" or e.g. "spike endurance sse"),
-#              BENCH_SECS (e.g. "1=120 20=420": seconds of those user runs, not scaled)
+#              BENCH_SECS (e.g. "1=120 20=420": seconds of those user runs, not scaled),
+#              BENCH_SERVE_ARGS (more `trendstory serve` options, e.g. "--prompt-cache 0")
 set -euo pipefail
 BUILD="${BUILD:-build}"
 DATA="${DATA:-../shared/data}"
@@ -57,7 +58,7 @@ export TRENDSTORY_HN_URL="$FX" TRENDSTORY_GOOGLE_TRENDS_URL="$FX" TRENDSTORY_WIK
 # docs/BENCHMARKS.md); the load generator, the fixture server and the model writer stay
 # under nice
 "$BUILD/trendstory" serve --port 0 --model "$MODEL" --template zephyr --threads "$THREADS" \
-  --max-batch 20 --queue 64 --max-tokens "$TOKENS" --prefetch hackernews \
+  --max-batch 20 --queue 64 --max-tokens "$TOKENS" --prefetch hackernews ${BENCH_SERVE_ARGS:-} \
   >"$OUT/serve.out" 2>"$OUT/serve.log" &
 SRV=$!
 pids+=($SRV)
@@ -117,4 +118,5 @@ if ! skipped sse; then
   nice python3 bench/sse_ttft.py "$URL" 5 "$(dur 200)" $TOKENS >"$OUT/sse5.json"
 fi
 curl -s "$URL/metrics" >"$OUT/metrics.txt"
+echo "bench-story: prompt cache lookups (hit, miss): $(awk '/^story_prompt_cache_lookups_total/ {printf "%s ", $2}' "$OUT/metrics.txt")"
 SPIKE_HOLD="${hold:-0}" python3 bench/story_summary.py "$OUT" "$THREADS" "$MODEL" | tee "$OUT/summary.md"

@@ -284,8 +284,7 @@ static void test_token_prompts(void **state)
     NEED_MODEL(m);
     struct err err = {0};
     /* no prompt cache: b repeats a's whole prompt, and this test is about the prefix */
-    struct sched *s =
-        sched_new(m, &(struct sched_cfg){.max_batch = 2, .prompt_cache = -1}, &err);
+    struct sched *s = sched_new(m, &(struct sched_cfg){.max_batch = 2, .prompt_cache = -1}, &err);
     assert_non_null(s);
     const char *pre_text = "Once upon a time, there was a dog.";
     int pre = sched_add_prefix(s, pre_text, &err);
@@ -397,43 +396,50 @@ static void test_prompt_cache_hit(void **state)
     assert_true(strcmp(c.text, b.text) != 0);
 
     struct out *all[] = {&ref, &ref_hot, &a, &b, &c};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) out_destroy(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        out_destroy(all[i]);
     sched_free(s);
     sched_free(nc);
     llm_free(m);
 }
 
 /* Four requests with one prompt submitted together: the prompt goes through the model once
- * (the others wait for that fill) and all four write the same greedy text. */
+ * (the others wait for that fill) and all four write the same greedy text; with the KV cache
+ * in f32 and in f16 (the service's default). */
 static void test_prompt_cache_single_flight(void **state)
 {
     (void)state;
     struct llm *m;
     NEED_MODEL(m);
-    struct err err = {0};
-    struct sched *s =
-        sched_new(m, &(struct sched_cfg){.max_batch = N_PAR, .prefill_chunk = 3}, &err);
-    assert_non_null(s);
-    struct out o[N_PAR];
-    for (int i = 0; i < N_PAR; i++) {
-        out_init(&o[i]);
-        struct sched_req r = req_for(&o[i], -1, " Lily and Ben went to the big park.", 25);
-        assert_int_equal(sched_submit(s, &r, &err), 0);
+    for (int f16 = 0; f16 < 2; f16++) {
+        struct err err = {0};
+        struct sched *s = sched_new(
+            m, &(struct sched_cfg){.max_batch = N_PAR, .prefill_chunk = 3, .kv_f16 = f16}, &err);
+        assert_non_null(s);
+        struct out o[N_PAR];
+        for (int i = 0; i < N_PAR; i++) {
+            out_init(&o[i]);
+            struct sched_req r = req_for(&o[i], -1, " Lily and Ben went to the big park.", 25);
+            assert_int_equal(sched_submit(s, &r, &err), 0);
+        }
+        for (int i = 0; i < N_PAR; i++)
+            assert_true(out_wait(&o[i]));
+        struct sched_info info;
+        sched_info(s, &info);
+        assert_int_equal(info.prompt_tokens_prefilled, o[0].st.prompt_tokens);
+        assert_int_equal(info.prompt_cache_misses, 1);
+        assert_int_equal(info.prompt_cache_hits, N_PAR - 1);
+        int cached = 0;
+        for (int i = 0; i < N_PAR; i++) {
+            assert_string_equal(o[i].text, o[0].text);
+            cached += o[i].st.prompt_cached;
+        }
+        assert_int_equal(cached, N_PAR - 1);
+        assert_true(o[0].len > 20);
+        for (int i = 0; i < N_PAR; i++)
+            out_destroy(&o[i]);
+        sched_free(s);
     }
-    for (int i = 0; i < N_PAR; i++) assert_true(out_wait(&o[i]));
-    struct sched_info info;
-    sched_info(s, &info);
-    assert_int_equal(info.prompt_tokens_prefilled, o[0].st.prompt_tokens);
-    assert_int_equal(info.prompt_cache_misses, 1);
-    assert_int_equal(info.prompt_cache_hits, N_PAR - 1);
-    int cached = 0;
-    for (int i = 0; i < N_PAR; i++) {
-        assert_string_equal(o[i].text, o[0].text);
-        cached += o[i].st.prompt_cached;
-    }
-    assert_int_equal(cached, N_PAR - 1);
-    for (int i = 0; i < N_PAR; i++) out_destroy(&o[i]);
-    sched_free(s);
     llm_free(m);
 }
 
@@ -471,7 +477,8 @@ static void test_prompt_cache_evict_and_abandon(void **state)
     /* a long prompt prefilled one token per step leaves time to cancel its filler */
     char longp[4096];
     size_t k = 0;
-    while (k + 40 < 3000) k += (size_t)snprintf(longp + k, sizeof longp - k, " The dog ran to the park.");
+    while (k + 40 < 3000)
+        k += (size_t)snprintf(longp + k, sizeof longp - k, " The dog ran to the park.");
     struct sched *ref = sched_new(m, &(struct sched_cfg){.max_batch = 2, .prompt_cache = -1}, &err);
     assert_non_null(ref);
     struct out want;

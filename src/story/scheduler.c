@@ -65,9 +65,9 @@ struct pcache {
     int n;
     uint64_t hash;
     int owner;
-    int seq;              /* reserved KV slot */
-    float *logits;        /* n_vocab */
-    long long used;       /* LRU stamp */
+    int seq;        /* reserved KV slot */
+    float *logits;  /* n_vocab */
+    long long used; /* LRU stamp */
 };
 
 struct sched {
@@ -89,7 +89,7 @@ struct sched {
     int n_prefix;
     struct prefix prefix[SCHED_MAX_PREFIXES];
 
-    int n_pc;             /* prompt-cache entries (0: off) */
+    int n_pc; /* prompt-cache entries (0: off) */
     struct pcache *pc;
     long long pc_clock, pc_hits, pc_misses;
 
@@ -270,7 +270,9 @@ struct sched *sched_new(const struct llm *m, const struct sched_cfg *cfg, struct
         return NULL;
     }
     /* Room for every slot plus the prefixes and the prompt cache. */
-    s->ctx = llm_ctx_new(m, mb + s->cfg.max_prefixes + s->n_pc, s->cfg.n_ctx, s->cap_rows, err);
+    struct llm_ctx_cfg cc = {mb + s->cfg.max_prefixes + s->n_pc, s->cfg.n_ctx, s->cap_rows,
+                             s->cfg.kv_f16};
+    s->ctx = llm_ctx_new_cfg(m, &cc, err);
     if (!s->ctx) {
         sched_free(s);
         return NULL;
@@ -703,8 +705,14 @@ static void pcache_admit(struct sched *s, int i, bool count)
     if (n_pre) memcpy(tok, s->prefix[q->p->r.prefix].tok, (size_t)n_pre * sizeof(int));
     memcpy(tok + n_pre, q->p->tok, (size_t)q->p->n_tok * sizeof(int));
     free(e->tok);
-    *e = (struct pcache){.st = PREFIX_FILLING, .tok = tok, .n = n_all, .hash = h, .owner = i,
-                         .seq = e->seq, .logits = e->logits, .used = ++s->pc_clock};
+    *e = (struct pcache){.st = PREFIX_FILLING,
+                         .tok = tok,
+                         .n = n_all,
+                         .hash = h,
+                         .owner = i,
+                         .seq = e->seq,
+                         .logits = e->logits,
+                         .used = ++s->pc_clock};
     q->pc = victim;
     q->pc_owner = true;
 }

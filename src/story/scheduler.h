@@ -51,6 +51,7 @@ struct sched_cfg {
     int max_prefixes;   /* KV slots reserved for shared prefixes; 0 = 8 (SCHED_MAX_PREFIXES at most) */
     int prompt_cache;   /* whole prompts whose KV (and last logits) are kept for reuse: 0 = 8,
                            < 0 = none (SCHED_MAX_PROMPT_CACHE at most) */
+    bool kv_f16;        /* keep K and V as f16 (half the memory and traffic; llama.cpp's default) */
     enum chat_family chat; /* its end-of-turn string is a stop string (CHAT_NONE: none) */
     struct metrics *metrics; /* where the story_* series go; NULL = none */
 };
@@ -138,7 +139,7 @@ struct sched_info {
     int running, waiting, max_batch, queue, n_ctx, max_tokens_cap;
     long long steps, tokens_generated, prompt_tokens_prefilled, prefix_tokens_reused;
     int prefixes, prefixes_ready;
-    int prompt_cache;                        /* entries (0: off) */
+    int prompt_cache;                                 /* entries (0: off) */
     long long prompt_cache_hits, prompt_cache_misses; /* hits include waits on a fill */
 };
 void sched_info(struct sched *s, struct sched_info *out);

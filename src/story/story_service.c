@@ -54,6 +54,7 @@ struct story_opts {
     long trend_wait_ms;
     long ttl_s;
     bool lazy_prefixes;
+    bool kv_f32;
 };
 
 struct story_service {
@@ -907,6 +908,7 @@ static int setup_model(struct story_service *ss, struct err *err)
                            .prefill_chunk = o->prefill_chunk,
                            .max_prefixes = N_THEMES,
                            .prompt_cache = o->prompt_cache > 0 ? o->prompt_cache : -1,
+                           .kv_f16 = !o->kv_f32,
                            .chat = ss->chat,
                            .metrics = service_metrics(ss->svc)};
     ss->sched = sched_new(ss->model, &sc, err);
@@ -984,6 +986,10 @@ static bool parse_own_opt(struct story_opts *o, int argc, char **argv, int *i, b
     if (cli_opt_str(argc, argv, i, "--prefetch", &o->prefetch, bad)) return true;
     if (strcmp(argv[*i], "--lazy-prefixes") == 0) {
         o->lazy_prefixes = true;
+        return true;
+    }
+    if (strcmp(argv[*i], "--kv-f32") == 0) {
+        o->kv_f32 = true;
         return true;
     }
     struct {

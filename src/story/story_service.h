@@ -33,6 +33,8 @@
     "  --prefill-chunk N  prompt tokens prefilled per step (default 128)\n"                    \
     "  --prompt-cache N   whole prompts (theme + topics) whose KV is kept, so a repeated\n"   \
     "                     prompt skips its prefill (default 8; 0 = off)\n"                   \
+    "  --kv-f32           keep the KV cache in f32 (default f16: half the memory and\n"      \
+    "                     memory traffic, as llama.cpp)\n"                                     \
     "  --lazy-prefixes    compute a theme's shared prompt KV on its first request (default:\n"  \
     "                     all themes at start, in the background)\n"                        \
     "  --themes FILE      themes and prompts (default config/themes.json)\n"                   \
