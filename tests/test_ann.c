@@ -374,6 +374,76 @@ static void test_recall_floors(void **state)
     }
 }
 
+/* Inner product IVF on vectors of norm ~20: lists are chosen by the centroids' directions,
+ * each list's stored centroid sits among its vectors (the residuals SQ8 / PQ encode are far
+ * smaller than against the unit direction), and scores are still the inner products. */
+static void test_ip_centroids_recentred(void **state)
+{
+    (void)state;
+    const int n = N, L = 16;
+    float *x = malloc(sizeof(float) * (size_t)n * D);
+    assert_non_null(x);
+    for (size_t i = 0; i < (size_t)n * D; i++) x[i] = 20.0f * g_x[i];
+    enum ann_kind kinds[] = {ANN_KIND_IVF_SQ8, ANN_KIND_IVF_PQ};
+    for (int kk = 0; kk < 2; kk++) {
+        struct ann_cfg cfg = {.kind = kinds[kk], .metric = ANN_METRIC_IP, .nlist = L, .pq_m = 16};
+        struct err e;
+        struct ann_index *idx = ann_build(&cfg, x, (size_t)n, D, g_pool, &e);
+        if (!idx) fail_msg("build: %s", e.msg);
+        double e_stored = 0, e_unit = 0;
+        for (int l = 0; l < L; l++) {
+            const float *c = idx->centroids + (size_t)l * D;
+            assert_true(idx->cinv[l] > 0);
+            for (uint64_t a = idx->list_off[l]; a < idx->list_off[l + 1]; a++) {
+                const float *v = x + (size_t)idx->list_ids[a] * D;
+                double best = -1e30, mine = 0;
+                for (int l2 = 0; l2 < L; l2++) { /* the list of largest cosine */
+                    const float *c2 = idx->centroids + (size_t)l2 * D;
+                    double dot = 0;
+                    for (int j = 0; j < D; j++) dot += (double)v[j] * c2[j];
+                    dot *= idx->cinv[l2];
+                    if (l2 == l) mine = dot;
+                    if (dot > best) best = dot;
+                }
+                assert_true(mine >= best - 1e-3 * fabs(best));
+                for (int j = 0; j < D; j++) {
+                    double ds = v[j] - c[j], du = v[j] - c[j] * idx->cinv[l];
+                    e_stored += ds * ds;
+                    e_unit += du * du;
+                }
+            }
+        }
+        print_message("  %s: residual energy %.4g against stored centroids, %.4g against unit "
+                      "directions\n", ann_kind_name(cfg.kind), e_stored, e_unit);
+        assert_true(e_stored < 0.75 * e_unit); /* 1.0 without recentring */
+        /* the best hit's score is its inner product with the query, up to the code's error */
+        struct ann_scratch *s = ann_scratch_new(idx);
+        struct ann_hit got[K];
+        struct ann_search_opts o = {.k = K, .nprobe = L};
+        double worst = 0;
+        for (int qi = 0; qi < NQ; qi++) {
+            const float *q = g_q + qi * D;
+            assert_int_equal(ann_search(idx, q, &o, s, got), K);
+            const float *v = x + (size_t)got[0].id * D;
+            double dot = 0;
+            for (int j = 0; j < D; j++) dot += (double)q[j] * v[j];
+            double qq = 0, vv = 0;
+            for (int j = 0; j < D; j++) {
+                qq += (double)q[j] * q[j];
+                vv += (double)v[j] * v[j];
+            }
+            double rel = fabs(got[0].score - dot) / sqrt(qq * vv);
+            worst = rel > worst ? rel : worst;
+        }
+        print_message("  %s: worst |score - <q, x>| / (|q| |x|) = %.4f\n", ann_kind_name(cfg.kind),
+                      worst);
+        assert_true(worst < (kinds[kk] == ANN_KIND_IVF_SQ8 ? 0.01 : 0.1));
+        ann_scratch_free(s);
+        ann_free(idx);
+    }
+    free(x);
+}
+
 /* More probes / a bigger ef never lowers recall much, and the full probe of IVF-flat is exact. */
 static void test_recall_grows_with_effort(void **state)
 {
@@ -543,7 +613,8 @@ static void save_load_kind(const struct ann_cfg *cfg, const char *dir)
     if (!idx) fail_msg("build: %s", e.msg);
     if (ann_save(idx, path, &e) != 0) fail_msg("save: %s", e.msg);
     /* bytes per vector is the index's real memory: the file holds the same arrays (all but
-     * the IVF centroid norms, recomputed on load), so their sizes must add up to it */
+     * the IVF centroid norms and inverse norms, recomputed on load), so their sizes must add
+     * up to it */
     struct gguf_file *gf = gguf_open(path, &e);
     if (!gf) fail_msg("gguf_open %s: %s", path, e.msg);
     double file_bytes = 0;
@@ -551,7 +622,7 @@ static void save_load_kind(const struct ann_cfg *cfg, const char *dir)
     gguf_close(gf);
     bool ivf = cfg->kind == ANN_KIND_IVF_FLAT || cfg->kind == ANN_KIND_IVF_SQ8 ||
                cfg->kind == ANN_KIND_IVF_PQ;
-    if (ivf) file_bytes += (double)ann_config(idx).nlist * sizeof(float);
+    if (ivf) file_bytes += 2.0 * ann_config(idx).nlist * sizeof(float);
     double bpv = ann_bytes_per_vector(idx) * (double)ann_size(idx);
     if (fabs(bpv - file_bytes) > 1e-6 * file_bytes)
         fail_msg("%s: bytes per vector x n = %.0f, arrays in the file = %.0f", ann_kind_name(cfg->kind),
@@ -922,6 +993,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_flat_l2_equals_brute_force),
         cmocka_unit_test(test_recall_floors),
         cmocka_unit_test(test_recall_grows_with_effort),
+        cmocka_unit_test(test_ip_centroids_recentred),
         cmocka_unit_test(test_exclusion_never_returned_and_k_kept),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_flat_batch_matches_single),

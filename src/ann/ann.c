@@ -149,7 +149,7 @@ double ann_bytes_per_vector(const struct ann_index *idx)
     case ANN_KIND_IVF_PQ:
         per = (double)idx->code_size + sizeof *idx->list_ids +
               (idx->list_terms ? sizeof *idx->list_terms : 0);
-        shared = nl * (d * sizeof *idx->centroids + sizeof *idx->cnorm) +
+        shared = nl * (d * sizeof *idx->centroids + sizeof *idx->cnorm + sizeof *idx->cinv) +
                  (nl + 1) * sizeof *idx->list_off + (idx->sq_vmin ? sq : 0) +
                  (idx->pq_cb ? (double)ANN_PQ_K * d * sizeof *idx->pq_cb : 0);
         break;
@@ -385,7 +385,8 @@ int ann_search_batch(const struct ann_index *idx, const float *q, size_t nq,
 void ann_index_release(struct ann_index *idx)
 {
     free(idx->cnorm); /* always owned: computed at build or load */
-    idx->cnorm = NULL;
+    free(idx->cinv);
+    idx->cnorm = idx->cinv = NULL;
     if (idx->mapped) return;
     free(idx->vecs);
     free(idx->sq_vmin);

@@ -33,9 +33,10 @@ struct ann_index {
     float *sq_vmin, *sq_vdiff;
     uint8_t *codes;
 
-    /* IVF: centroids (nlist, dim), their squared norms, lists as offsets into ids/codes. */
+    /* IVF: centroids (nlist, dim), their squared norms and inverse norms (inner product ranks
+     * lists by <q, c> / ||c||: the centroid's direction), lists as offsets into ids/codes. */
     int nlist;
-    float *centroids, *cnorm;
+    float *centroids, *cnorm, *cinv;
     uint64_t *list_off;    /* nlist + 1 entries, list l holds [off[l], off[l+1]) */
     uint32_t *list_ids;    /* n */
     uint8_t *list_codes;   /* n * code_size */
@@ -197,6 +198,8 @@ int ann_flat_search_batch(const struct ann_index *idx, const float *q, size_t nq
 
 int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *pool,
                   struct err *err);
+/** Fills cnorm (||c||^2) and cinv (1 / ||c||, 0 for a zero centroid) from the centroids. */
+void ann_ivf_centroid_norms(struct ann_index *idx);
 int ann_ivf_add(struct ann_index *idx, const float *x, size_t n, struct pool *pool,
                 struct err *err);
 int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann_search_opts *o,

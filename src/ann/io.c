@@ -359,13 +359,12 @@ static struct ann_index *load_from(struct gguf_file *f, struct err *err)
             goto fail;
         if ((rc = check_ivf(idx, err))) goto fail;
         idx->cnorm = malloc((size_t)nlist * sizeof(float));
-        if (!idx->cnorm) {
+        idx->cinv = malloc((size_t)nlist * sizeof(float));
+        if (!idx->cnorm || !idx->cinv) {
             err_set(err, ERR_NOMEM, "out of memory");
             goto fail;
         }
-        const struct ann_dist_ops *ops = ann_dist_get();
-        for (uint32_t l = 0; l < nlist; l++)
-            idx->cnorm[l] = ops->dot(idx->centroids + l * d, idx->centroids + l * d, (int)d);
+        ann_ivf_centroid_norms(idx);
         break;
     }
     case ANN_KIND_HNSW: {

@@ -20,6 +20,7 @@
 
 #define PQ_TRAIN_MAX 65536   /* residuals sampled to train PQ codebooks (256 per centroid) */
 #define SQ_TRAIN_MAX 262144  /* residuals sampled to train the SQ8 range */
+#define RECENTER_MIN 64      /* training members a list needs for its mean to be its centroid */
 
 /* ------------------------------------------------------------------------- PQ codec ---- */
 
@@ -117,13 +118,86 @@ out:
 
 /* ------------------------------------------------------------------------- training ---- */
 
-static void compute_cnorm(struct ann_index *idx)
+void ann_ivf_centroid_norms(struct ann_index *idx)
 {
     const struct ann_dist_ops *ops = ann_dist_get();
     for (int l = 0; l < idx->nlist; l++) {
         const float *c = idx->centroids + (size_t)l * idx->dim;
         idx->cnorm[l] = ops->dot(c, c, idx->dim);
+        idx->cinv[l] = idx->cnorm[l] > 0 ? 1.0f / sqrtf(idx->cnorm[l]) : 0.0f;
     }
+}
+
+/* The centroids scaled to unit norm (malloc'd; NULL when out of memory): inner-product
+ * assignment goes by a list's direction, whatever the stored centroid's length. */
+static float *unit_centroids(const struct ann_index *idx)
+{
+    size_t d = (size_t)idx->dim;
+    float *u = malloc((size_t)idx->nlist * d * sizeof *u);
+    if (!u) return NULL;
+    for (int l = 0; l < idx->nlist; l++)
+        for (size_t j = 0; j < d; j++)
+            u[(size_t)l * d + j] = idx->centroids[(size_t)l * d + j] * idx->cinv[l];
+    return u;
+}
+
+/* Inner product: which list a vector joins, and which lists a query probes, depends only on
+ * the centroids' directions (spherical k-means, as FAISS). The residual that SQ8 and PQ
+ * encode, x - c, depends on the stored centroid too, and a unit-norm centroid is far from
+ * vectors of norm ~18 (the 3m expansion): the residual is nearly the whole vector and the
+ * codes spend their precision on it. So each list's centroid is moved to where its
+ * vectors are: the mean of its training members when it has at least RECENTER_MIN of them,
+ * else its direction scaled by their mean projection on it (one number, well estimated from
+ * a few points, where a 256-dimensional mean of 16 points would add more noise than it
+ * removes). Search ranks lists by <q, c> / ||c|| and adds <q, c> to the residual scores,
+ * so the results stay exact inner products of the decoded vectors. `rows` (ns, dim) are the
+ * training vectors, `asg` their lists. */
+static void recenter_lists(struct ann_index *idx, const float *rows, size_t ns,
+                           const uint32_t *asg)
+{
+    int L = idx->nlist, d = idx->dim;
+    double *sum = calloc((size_t)L * d, sizeof *sum);
+    size_t *cnt = calloc((size_t)L, sizeof *cnt);
+    if (!sum || !cnt) goto out; /* keep the unit centroids: correct, only less precise */
+    for (size_t i = 0; i < ns; i++) {
+        double *s = sum + (size_t)asg[i] * d;
+        const float *x = rows + i * (size_t)d;
+        for (int j = 0; j < d; j++) s[j] += x[j];
+        cnt[asg[i]]++;
+    }
+    for (int l = 0; l < L; l++) {
+        if (!cnt[l] || idx->cinv[l] <= 0) continue;
+        float *c = idx->centroids + (size_t)l * d;
+        const double *s = sum + (size_t)l * d;
+        if (cnt[l] >= RECENTER_MIN) {
+            for (int j = 0; j < d; j++) c[j] = (float)(s[j] / (double)cnt[l]);
+            continue;
+        }
+        double proj = 0; /* mean of <x, u> over the members, u = c / ||c|| */
+        for (int j = 0; j < d; j++) proj += s[j] * c[j] * idx->cinv[l];
+        proj /= (double)cnt[l];
+        if (proj <= 0) continue;
+        float k = (float)proj * idx->cinv[l];
+        for (int j = 0; j < d; j++) c[j] *= k;
+    }
+    ann_ivf_centroid_norms(idx);
+out:
+    free(sum);
+    free(cnt);
+}
+
+/* Each of the n vectors' list: nearest centroid (L2) or largest <x, c> / ||c|| (IP). */
+static int ivf_assign(const struct ann_index *idx, const float *x, size_t n, uint32_t *asg,
+                      struct pool *pool)
+{
+    if (idx->cfg.metric != ANN_METRIC_IP)
+        return ann_assign(x, n, idx->dim, idx->centroids, idx->cnorm, idx->nlist, 0, asg, NULL,
+                          pool);
+    float *u = unit_centroids(idx);
+    if (!u) return ERR_NOMEM;
+    int rc = ann_assign(x, n, idx->dim, u, NULL, idx->nlist, 1, asg, NULL, pool);
+    free(u);
+    return rc;
 }
 
 int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *pool,
@@ -141,8 +215,9 @@ int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *
     idx->nlist = c->nlist;
     idx->centroids = malloc((size_t)c->nlist * d * sizeof(float));
     idx->cnorm = malloc((size_t)c->nlist * sizeof(float));
+    idx->cinv = malloc((size_t)c->nlist * sizeof(float));
     idx->list_off = calloc((size_t)c->nlist + 1, sizeof(uint64_t));
-    if (!idx->centroids || !idx->cnorm || !idx->list_off)
+    if (!idx->centroids || !idx->cnorm || !idx->cinv || !idx->list_off)
         return err_set(err, ERR_NOMEM, "ivf: out of memory for %d centroids", c->nlist);
     /* inner product: spherical k-means with IP assignment, as FAISS's IndexIVF */
     struct ann_kmeans_cfg kc = {c->kmeans_iters, c->kmeans_plusplus, c->max_train_per_centroid,
@@ -154,7 +229,7 @@ int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *
         rc = ann_kmeans(x, n, d, c->nlist, &kc, idx->centroids, pool, err);
         if (rc != 0) return err_prefix(err, "ivf coarse quantizer");
     }
-    compute_cnorm(idx);
+    ann_ivf_centroid_norms(idx);
 
     switch (c->kind) {
     case ANN_KIND_IVF_FLAT: idx->code_size = (size_t)d * sizeof(float); return 0;
@@ -183,12 +258,12 @@ int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *
     }
     for (long i = 0; i < ns; i++)
         memcpy(res + (size_t)i * d, x + (size_t)rows[i] * d, sizeof(float) * (size_t)d);
-    rc = ann_assign(res, (size_t)ns, d, idx->centroids, idx->cnorm, c->nlist,
-                    c->metric == ANN_METRIC_IP, asg, NULL, pool);
+    rc = ivf_assign(idx, res, (size_t)ns, asg, pool);
     if (rc != 0) {
         err_set(err, rc, "ivf: out of memory assigning training vectors");
         goto out;
     }
+    if (c->metric == ANN_METRIC_IP) recenter_lists(idx, res, (size_t)ns, asg);
     for (long i = 0; i < ns; i++) {
         float *r = res + (size_t)i * d;
         const float *cc = idx->centroids + (size_t)asg[i] * d;
@@ -285,8 +360,7 @@ int ann_ivf_add(struct ann_index *idx, const float *x, size_t n, struct pool *po
         rc = err_set(err, ERR_NOMEM, "ivf: out of memory adding %zu vectors", n);
         goto out;
     }
-    if (ann_assign(x, n, idx->dim, idx->centroids, idx->cnorm, L,
-                   idx->cfg.metric == ANN_METRIC_IP, asg, NULL, pool) != 0) {
+    if (ivf_assign(idx, x, n, asg, pool) != 0) {
         rc = err_set(err, ERR_NOMEM, "ivf: out of memory assigning %zu vectors", n);
         goto out;
     }
@@ -403,7 +477,7 @@ int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann
     float *cd = s->cscore;
     ops->dot_rows(q, idx->centroids, (size_t)L, d, cd);
     float qn = ip ? 0.0f : ops->dot(q, q, d);
-    for (int l = 0; l < L; l++) cd[l] = ip ? -cd[l] : qn + idx->cnorm[l] - 2.0f * cd[l];
+    for (int l = 0; l < L; l++) cd[l] = ip ? -cd[l] * idx->cinv[l] : qn + idx->cnorm[l] - 2.0f * cd[l];
     int np = select_probes(cd, L, nprobe, s);
     const float *pd = s->cscore + L;
 
@@ -432,15 +506,17 @@ int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann
         const uint32_t *ids = idx->list_ids + a;
         const uint8_t *codes = idx->list_codes + a * idx->code_size;
         float add = 0, sign = ip ? -1.0f : 1.0f;
+        /* IP lists were ranked by -<q, c> / ||c||; the score needs -<q, c> itself */
+        float base = ip ? (idx->cinv[l] > 0 ? pd[p] / idx->cinv[l] : 0.0f) : pd[p];
         if (idx->cfg.kind == ANN_KIND_IVF_SQ8) {
             if (ip) {
-                add = -(sq_c0 - pd[p]); /* pd = -<q, c> */
+                add = -(sq_c0 - base); /* base = -<q, c> */
             } else {
                 const float *cc = idx->centroids + (size_t)l * d;
                 for (int j = 0; j < d; j++) w[j] = q[j] - cc[j] - idx->sq_vmin[j] - 0.5f * sc[j];
             }
         } else if (idx->cfg.kind == ANN_KIND_IVF_PQ) {
-            add = ip ? pd[p] : pd[p]; /* -<q,c> or ||q - c||^2 */
+            add = base; /* -<q,c> or ||q - c||^2 */
         }
         for (uint64_t b = 0; b < cnt; b += ANN_SCAN_BLOCK) {
             size_t nb = cnt - b < ANN_SCAN_BLOCK ? (size_t)(cnt - b) : ANN_SCAN_BLOCK;
