@@ -70,7 +70,8 @@ struct ann_scratch {
     float *buf;        /* ANN_SCAN_BLOCK scores */
     float *qtmp;       /* 2 * dim floats: transformed query */
     float *lut;        /* PQ lookup table (m * 256) */
-    uint16_t *lut16;   /* the same in 16-bit fixed point (m > 32; ann_pq_lut16) */
+    uint16_t *lut16;   /* the same in 16-bit fixed point (m >= 32; ann_pq_lut16), then its
+                          byte planes (ann_pq_lut16_planes): 2 * lut_cap uint16 */
     size_t lut_cap;
     float *cscore;     /* IVF: per-list coarse distance */
     uint32_t *probe;   /* IVF: lists to scan */

@@ -409,6 +409,7 @@ int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann
 
     float *w = s->qtmp, *sc = s->qtmp + d;
     float sq_c0 = 0, l16_scale = 1.0f, l16_bias = 0.0f;
+    uint8_t *l16_planes = (uint8_t *)(s->lut16 + lut_n); /* ann_scratch_reserve: 2 lut_n */
     if (idx->cfg.kind == ANN_KIND_IVF_SQ8) {
         double c0 = 0;
         for (int j = 0; j < d; j++) {
@@ -421,8 +422,10 @@ int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann
         sq_c0 = (float)c0;
     } else if (idx->cfg.kind == ANN_KIND_IVF_PQ) {
         pq_lut(idx, q, ip ? 1.0f : -2.0f, s->lut);
-        if (idx->pq_m >= ANN_PQ_U16_MIN_M)
+        if (idx->pq_m >= ANN_PQ_U16_MIN_M) {
             ann_pq_lut16(s->lut, idx->pq_m, s->lut16, &l16_scale, &l16_bias);
+            ann_pq_lut16_planes(s->lut16, idx->pq_m, l16_planes);
+        }
     }
 
     for (int p = 0; p < np; p++) {
@@ -456,7 +459,8 @@ int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann
                 break;
             default:
                 if (idx->pq_m >= ANN_PQ_U16_MIN_M)
-                    ann_pq_adc_rows_u16(s->lut16, cb, nb, idx->pq_m, l16_scale, l16_bias, s->buf);
+                    ops->pq_adc_rows_u16(s->lut16, l16_planes, cb, nb, idx->pq_m, l16_scale,
+                                         l16_bias, s->buf);
                 else
                     ops->pq_adc_rows(s->lut, cb, nb, idx->pq_m, s->buf);
                 if (!ip) {
