@@ -751,15 +751,13 @@ VBMI_INLINE void pq_adc_vbmi(const uint8_t *planes, const uint8_t *codes, int m,
                              float scale, float bias, float *out)
 {
     __m512i t[2][64];
+#pragma GCC unroll 2
     for (int k = 0; k < NB; k++) {
-#ifdef PQ_NOTR
-        for (int j = 0; j < m; j++) t[k][j] = _mm512_loadu_si512(codes + 64 * (j + k * m));
-#else
         pq_transpose64(codes + (size_t)k * 64 * m, m / 8, t[k]);
-#endif
     }
     const __m512i low = _mm512_set1_epi16(0xff);
     __m512i le[2], lo[2], he[2], ho[2];
+#pragma GCC unroll 2
     for (int k = 0; k < NB; k++) le[k] = lo[k] = he[k] = ho[k] = _mm512_setzero_si512();
     for (int j = 0; j < m; j++) {
         const uint8_t *p = planes + (size_t)j * 512;
@@ -767,6 +765,7 @@ VBMI_INLINE void pq_adc_vbmi(const uint8_t *planes, const uint8_t *codes, int m,
         __m512i T2 = _mm512_loadu_si512(p + 128), T3 = _mm512_loadu_si512(p + 192);
         __m512i H0 = _mm512_loadu_si512(p + 256), H1 = _mm512_loadu_si512(p + 320);
         __m512i H2 = _mm512_loadu_si512(p + 384), H3 = _mm512_loadu_si512(p + 448);
+#pragma GCC unroll 2
         for (int k = 0; k < NB; k++) {
             __m512i v = t[k][j];
             __mmask64 top = _mm512_movepi8_mask(v);
@@ -780,6 +779,7 @@ VBMI_INLINE void pq_adc_vbmi(const uint8_t *planes, const uint8_t *codes, int m,
             ho[k] = _mm512_add_epi16(ho[k], _mm512_srli_epi16(h, 8));
         }
     }
+#pragma GCC unroll 2
     for (int k = 0; k < NB; k++) pq_adc64_finish(le[k], lo[k], he[k], ho[k], scale, bias, out + 64 * k);
 }
 
@@ -881,8 +881,7 @@ const struct ann_dist_ops *ann_dist_for(enum ann_isa isa)
 #if ANN_X86
     case ANN_ISA_AVX2: return &ops_avx2;
     case ANN_ISA_AVX512:
-        return __builtin_cpu_supports("avx512vbmi") && !getenv("NR_NO_VBMI") ? &ops_avx512_vbmi
-                                                                          : &ops_avx512;
+        return __builtin_cpu_supports("avx512vbmi") ? &ops_avx512_vbmi : &ops_avx512;
 #endif
     default: return NULL;
     }
