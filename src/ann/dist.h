@@ -46,8 +46,8 @@ struct ann_dist_ops {
                             size_t n, int m, float scale, float bias, float *out);
 };
 
-/** PQ lookup table in 16-bit fixed point, for tables too big for L1 in f32 (m > 32: 64 KB at
- *  m = 64, 32 KB as uint16): q[j*256 + c] = round((lut[j*256 + c] - min_j) / scale) with one
+/** PQ lookup table in 16-bit fixed point (IVF-PQ search with m >= 32: half the f32 table,
+ *  and the input of the VBMI byte-permute scan): q[j*256 + c] = round((lut[j*256 + c] - min_j) / scale) with one
  *  scale for all j (the largest per-j range / 65535), and bias = sum_j min_j, so
  *  sum_j lut[j][c_j] = scale * sum_j q[j][c_j] + bias within m * scale / 2. */
 void ann_pq_lut16(const float *lut, int m, uint16_t *q, float *scale, float *bias);
