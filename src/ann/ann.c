@@ -242,7 +242,7 @@ int ann_scratch_reserve(struct ann_scratch *s, int cap, int lists, size_t lut, i
     }
     if (lut > s->lut_cap) {
         if (grow((void **)&s->lut, lut * sizeof(float)) ||
-            grow((void **)&s->lut16, lut * sizeof(uint16_t)))
+            grow((void **)&s->lut16, 2 * lut * sizeof(uint16_t))) /* table + byte planes */
             return ERR_NOMEM;
         s->lut_cap = lut;
     }

@@ -40,10 +40,14 @@ struct ann_dist_ops {
                         float *out);
     /** out[i] = sum_j lut[j*256 + c_i[j]] for n codes of m bytes (PQ asymmetric distance). */
     void (*pq_adc_rows)(const float *lut, const uint8_t *codes, size_t n, int m, float *out);
+    /** ann_pq_adc_rows_u16 (same integer sums, same rounding), reading the byte planes of
+     *  ann_pq_lut16_planes where the kernel wants them (planes may be NULL: then q only). */
+    void (*pq_adc_rows_u16)(const uint16_t *q, const uint8_t *planes, const uint8_t *codes,
+                            size_t n, int m, float scale, float bias, float *out);
 };
 
-/** PQ lookup table in 16-bit fixed point, for tables too big for L1 in f32 (m > 32: 64 KB at
- *  m = 64, 32 KB as uint16): q[j*256 + c] = round((lut[j*256 + c] - min_j) / scale) with one
+/** PQ lookup table in 16-bit fixed point (IVF-PQ search with m >= 32: half the f32 table,
+ *  and the input of the VBMI byte-permute scan): q[j*256 + c] = round((lut[j*256 + c] - min_j) / scale) with one
  *  scale for all j (the largest per-j range / 65535), and bias = sum_j min_j, so
  *  sum_j lut[j][c_j] = scale * sum_j q[j][c_j] + bias within m * scale / 2. */
 void ann_pq_lut16(const float *lut, int m, uint16_t *q, float *scale, float *bias);
@@ -51,8 +55,11 @@ void ann_pq_lut16(const float *lut, int m, uint16_t *q, float *scale, float *bia
  *  in L1, where these loads beat AVX-512 gathers on the AMD cores we measured). */
 void ann_pq_adc_rows_u16(const uint16_t *q, const uint8_t *codes, size_t n, int m, float scale,
                          float bias, float *out);
-/** m above which IVF-PQ search uses the 16-bit table. */
-#define ANN_PQ_U16_MIN_M 33
+/** The 16-bit table split into byte planes for the AVX-512 VBMI scan: planes[j*512 + c] is
+ *  the low byte of q[j*256 + c], planes[j*512 + 256 + c] the high byte (2 * 256 * m bytes). */
+void ann_pq_lut16_planes(const uint16_t *q, int m, uint8_t *planes);
+/** m from which IVF-PQ search uses the 16-bit table. */
+#define ANN_PQ_U16_MIN_M 32
 
 /** The best table this CPU supports, capped by $NR_ISA (scalar|avx2|avx512). Thread-safe. */
 const struct ann_dist_ops *ann_dist_get(void);

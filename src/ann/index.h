@@ -11,6 +11,10 @@
 #include "ann/ann.h"
 #include "ann/dist.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h> /* baseline on x86-64: the scan pre-filter needs no target attribute */
+#endif
+
 struct gguf_file;
 
 #define ANN_PQ_K 256       /* centroids per sub-quantizer (8-bit codes) */
@@ -71,7 +75,8 @@ struct ann_scratch {
     float *buf;        /* ANN_SCAN_BLOCK scores */
     float *qtmp;       /* 2 * dim floats: transformed query */
     float *lut;        /* PQ lookup table (m * 256) */
-    uint16_t *lut16;   /* the same in 16-bit fixed point (m > 32; ann_pq_lut16) */
+    uint16_t *lut16;   /* the same in 16-bit fixed point (m >= 32; ann_pq_lut16), then its
+                          byte planes (ann_pq_lut16_planes): 2 * lut_cap uint16 */
     size_t lut_cap;
     float *cscore;     /* IVF: per-list coarse distance */
     uint32_t *probe;   /* IVF: lists to scan */
@@ -143,19 +148,40 @@ static inline float ann_topk_worst(const struct ann_topk *h)
 
 /** Offers nb scanned scores to the heap: distance = sign * buf[i] + add (sign -1 turns an
  *  inner product into a distance). Ids are ids[i], or base + i when ids is NULL. The
- *  exclusion set is consulted only for candidates that would enter the heap. */
+ *  exclusion set is consulted only for candidates that would enter the heap.
+ *
+ *  Once the heap is full almost no score enters it, so each group of 16 is first tested with
+ *  a branch-free count that the compiler vectorizes; only groups holding a candidate take
+ *  the per-score loop (same distances, same order of pushes, so the same heap). */
 static inline void ann_scan_push(struct ann_topk *h, const float *buf, size_t nb, float sign,
                                  float add, const uint32_t *ids, uint32_t base,
                                  const struct ann_search_opts *o)
 {
     float thr = ann_topk_worst(h);
-    for (size_t i = 0; i < nb; i++) {
-        float d = sign * buf[i] + add;
-        if (d < thr) {
-            uint32_t id = ids ? ids[i] : base + (uint32_t)i;
-            if (o->n_exclude && ann_excluded(o, id)) continue;
-            ann_topk_push(h, d, id);
-            thr = ann_topk_worst(h);
+    for (size_t g = 0; g < nb; g += 16) {
+        size_t e = nb - g < 16 ? nb : g + 16;
+        if (e == g + 16) {
+#if defined(__SSE2__)
+            const __m128 vs = _mm_set1_ps(sign), va = _mm_set1_ps(add), vt = _mm_set1_ps(thr);
+            __m128 c0 = _mm_cmplt_ps(_mm_add_ps(_mm_mul_ps(vs, _mm_loadu_ps(buf + g)), va), vt);
+            __m128 c1 = _mm_cmplt_ps(_mm_add_ps(_mm_mul_ps(vs, _mm_loadu_ps(buf + g + 4)), va), vt);
+            __m128 c2 = _mm_cmplt_ps(_mm_add_ps(_mm_mul_ps(vs, _mm_loadu_ps(buf + g + 8)), va), vt);
+            __m128 c3 = _mm_cmplt_ps(_mm_add_ps(_mm_mul_ps(vs, _mm_loadu_ps(buf + g + 12)), va), vt);
+            if (!_mm_movemask_ps(_mm_or_ps(_mm_or_ps(c0, c1), _mm_or_ps(c2, c3)))) continue;
+#else
+            int any = 0;
+            for (size_t i = g; i < g + 16; i++) any |= sign * buf[i] + add < thr;
+            if (!any) continue;
+#endif
+        }
+        for (size_t i = g; i < e; i++) {
+            float d = sign * buf[i] + add;
+            if (d < thr) {
+                uint32_t id = ids ? ids[i] : base + (uint32_t)i;
+                if (o->n_exclude && ann_excluded(o, id)) continue;
+                ann_topk_push(h, d, id);
+                thr = ann_topk_worst(h);
+            }
         }
     }
 }
