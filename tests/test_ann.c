@@ -444,6 +444,40 @@ static void test_ip_centroids_recentred(void **state)
     free(x);
 }
 
+/* SQ8 codes follow FAISS's QT_8bit rule (code = floor(255 t), t clamped to [0, 1], decoded at
+ * (code + 0.5) / 255), so ours and FAISS's codes are the same bytes; new indexes record it. */
+static void test_sq8_codes_faiss_rule(void **state)
+{
+    (void)state;
+    enum { DD = 64 };
+    float vmin[DD], vdiff[DD], x[DD], y[DD];
+    uint8_t c[DD];
+    fill_uniform(vmin, DD, 3);
+    fill_uniform(vdiff, DD, 4);
+    for (int j = 0; j < DD; j++) vdiff[j] = 0.5f + fabsf(vdiff[j]);
+    for (int r = 0; r < 200; r++) {
+        fill_uniform(x, DD, 100 + (uint64_t)r);
+        if (r == 0)
+            for (int j = 0; j < DD; j++) x[j] = vmin[j] + vdiff[j]; /* the maximum: code 255 */
+        if (r == 1)
+            for (int j = 0; j < DD; j++) x[j] = vmin[j] - 1.0f; /* below the range: code 0 */
+        ann_sq8_encode(vmin, vdiff, ANN_SQ_LEVELS, x, DD, c);
+        ann_sq8_decode(vmin, vdiff, ANN_SQ_LEVELS, c, DD, y);
+        for (int j = 0; j < DD; j++) {
+            float t = (x[j] - vmin[j]) / vdiff[j];
+            t = t < 0 ? 0 : t > 1 ? 1 : t;
+            assert_int_equal(c[j], (int)(255.0f * t));
+            assert_float_equal(y[j], vmin[j] + ((float)c[j] + 0.5f) / 255.0f * vdiff[j], 1e-5);
+        }
+    }
+    struct ann_cfg cfg = {.kind = ANN_KIND_FLAT_SQ8, .metric = ANN_METRIC_IP};
+    struct err e;
+    struct ann_index *idx = ann_build(&cfg, g_x, 500, D, g_pool, &e);
+    assert_non_null(idx);
+    assert_int_equal(idx->sq_levels, 255);
+    ann_free(idx);
+}
+
 /* More probes / a bigger ef never lowers recall much, and the full probe of IVF-flat is exact. */
 static void test_recall_grows_with_effort(void **state)
 {
@@ -1053,6 +1087,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_recall_floors),
         cmocka_unit_test(test_recall_grows_with_effort),
         cmocka_unit_test(test_ip_centroids_recentred),
+        cmocka_unit_test(test_sq8_codes_faiss_rule),
         cmocka_unit_test(test_exclusion_never_returned_and_k_kept),
         cmocka_unit_test(test_batch_equals_single),
         cmocka_unit_test(test_flat_batch_matches_single),

@@ -464,21 +464,23 @@ int ann_sq8_train(const float *x, size_t n, int dim, float *vmin, float *vdiff)
     return 0;
 }
 
-void ann_sq8_encode(const float *vmin, const float *vdiff, const float *x, int dim, uint8_t *c)
+void ann_sq8_encode(const float *vmin, const float *vdiff, int levels, const float *x, int dim,
+                    uint8_t *c)
 {
     for (int j = 0; j < dim; j++) {
-        float t = (x[j] - vmin[j]) / vdiff[j] * (float)ANN_SQ_LEVELS;
+        float t = (x[j] - vmin[j]) / vdiff[j] * (float)levels;
         int v = (int)floorf(t);
         if (!(t >= 0)) v = 0; /* also catches NaN */
-        if (v > ANN_SQ_LEVELS - 1) v = ANN_SQ_LEVELS - 1;
+        if (v > 255) v = 255; /* 255 levels: only t = 1 (the maximum) gets code 255 */
         c[j] = (uint8_t)v;
     }
 }
 
-void ann_sq8_decode(const float *vmin, const float *vdiff, const uint8_t *c, int dim, float *x)
+void ann_sq8_decode(const float *vmin, const float *vdiff, int levels, const uint8_t *c, int dim,
+                    float *x)
 {
     for (int j = 0; j < dim; j++)
-        x[j] = vmin[j] + ((float)c[j] + 0.5f) * vdiff[j] / (float)ANN_SQ_LEVELS;
+        x[j] = vmin[j] + ((float)c[j] + 0.5f) * vdiff[j] / (float)levels;
 }
 
 void ann_free(struct ann_index *idx)

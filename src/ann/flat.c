@@ -11,6 +11,7 @@ int ann_flat_train(struct ann_index *idx, const float *x, size_t n, struct err *
     idx->sq_vmin = malloc((size_t)idx->dim * sizeof(float));
     idx->sq_vdiff = malloc((size_t)idx->dim * sizeof(float));
     if (!idx->sq_vmin || !idx->sq_vdiff) return err_set(err, ERR_NOMEM, "flat_sq8: out of memory");
+    idx->sq_levels = ANN_SQ_LEVELS;
     return ann_sq8_train(x, n, idx->dim, idx->sq_vmin, idx->sq_vdiff);
 }
 
@@ -26,7 +27,8 @@ static void sq8_encode_task(void *vctx, size_t begin, size_t end, int tid)
     struct enc_ctx *c = vctx;
     size_t d = (size_t)c->idx->dim;
     for (size_t i = begin; i < end; i++)
-        ann_sq8_encode(c->idx->sq_vmin, c->idx->sq_vdiff, c->x + i * d, c->idx->dim, c->out + i * d);
+        ann_sq8_encode(c->idx->sq_vmin, c->idx->sq_vdiff, c->idx->sq_levels, c->x + i * d,
+                       c->idx->dim, c->out + i * d);
 }
 
 int ann_flat_add(struct ann_index *idx, const float *x, size_t n, struct pool *pool,
@@ -66,7 +68,7 @@ int ann_flat_search(const struct ann_index *idx, const float *q, const struct an
          * constant so the kernel is one multiply-add per byte. */
         double c0 = 0;
         for (int j = 0; j < d; j++) {
-            sc[j] = idx->sq_vdiff[j] / (float)ANN_SQ_LEVELS;
+            sc[j] = idx->sq_vdiff[j] / (float)idx->sq_levels;
             if (ip) {
                 w[j] = q[j] * sc[j];
                 c0 += (double)q[j] * (idx->sq_vmin[j] + 0.5f * sc[j]);

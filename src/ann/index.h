@@ -18,7 +18,11 @@
 struct gguf_file;
 
 #define ANN_PQ_K 256       /* centroids per sub-quantizer (8-bit codes) */
-#define ANN_SQ_LEVELS 256  /* SQ8: uniform bins over [vmin, vmin + vdiff] */
+/* SQ8 steps per dimension, as FAISS's QT_8bit: code = floor(255 t), t = (x - vmin) / vdiff
+ * clamped to [0, 1], decoded at vmin + (code + 0.5) / 255 * vdiff, so our codes are FAISS's
+ * bit for bit. Index files written before the sq_levels key used 256 bins (code = floor(256
+ * t)) and are read with that (ann_index.sq_levels). */
+#define ANN_SQ_LEVELS 255
 #define ANN_HNSW_MAX_LEVEL 30
 #define ANN_MAX_DIM 65536
 
@@ -35,6 +39,7 @@ struct ann_index {
     float *vecs;
     /* SQ8 (flat and IVF): per-dimension range; codes of FLAT_SQ8 are (n, dim). */
     float *sq_vmin, *sq_vdiff;
+    int sq_levels;         /* ANN_SQ_LEVELS, or 256 for files written before the key */
     uint8_t *codes;
 
     /* IVF: centroids (nlist, dim), their squared norms and inverse norms (inner product ranks
@@ -241,9 +246,11 @@ void ann_io_close(struct ann_index *idx);
 
 /** Trains the SQ8 range (per-dimension min / max) on rows of x. */
 int ann_sq8_train(const float *x, size_t n, int dim, float *vmin, float *vdiff);
-/** Encodes one vector to dim bytes. */
-void ann_sq8_encode(const float *vmin, const float *vdiff, const float *x, int dim, uint8_t *c);
+/** Encodes one vector to dim bytes with `levels` steps per range (ANN_SQ_LEVELS). */
+void ann_sq8_encode(const float *vmin, const float *vdiff, int levels, const float *x, int dim,
+                    uint8_t *c);
 /** Decodes dim bytes to floats (bin centres). */
-void ann_sq8_decode(const float *vmin, const float *vdiff, const uint8_t *c, int dim, float *x);
+void ann_sq8_decode(const float *vmin, const float *vdiff, int levels, const uint8_t *c, int dim,
+                    float *x);
 
 #endif

@@ -52,6 +52,8 @@ int ann_save(const struct ann_index *idx, const char *path, struct err *err)
     rc |= gguf_writer_set_u32(w, KEY("pq_iters"), (uint32_t)c->pq_iters);
     rc |= gguf_writer_set_u32(w, KEY("max_train_per_centroid"), (uint32_t)c->max_train_per_centroid);
     rc |= gguf_writer_set_bool(w, KEY("kmeans_plusplus"), c->kmeans_plusplus != 0);
+    if (c->kind == ANN_KIND_FLAT_SQ8 || c->kind == ANN_KIND_IVF_SQ8)
+        rc |= gguf_writer_set_u32(w, KEY("sq_levels"), (uint32_t)idx->sq_levels);
     if (rc) {
         rc = err_set(err, ERR_NOMEM, "saving index: out of memory");
         goto out;
@@ -308,6 +310,20 @@ static struct ann_index *load_from(struct gguf_file *f, struct err *err)
         c->max_train_per_centroid = (int)u;
     bool pp = false;
     if (gguf_get_bool(f, KEY("kmeans_plusplus"), &pp, NULL) == 0) c->kmeans_plusplus = pp;
+    /* SQ8 steps: files from before the key used 256 bins */
+    idx->sq_levels = 256;
+    rc = gguf_get_u32(f, KEY("sq_levels"), &u, NULL);
+    if (rc == 0) {
+        if (u != 255 && u != 256) {
+            err_set(err, ERR_INVALID, KEY("sq_levels") " = %u: must be 255 or 256", u);
+            goto fail;
+        }
+        idx->sq_levels = (int)u;
+    } else if (rc != ERR_NOTFOUND) {
+        err_set(err, ERR_INVALID, KEY("sq_levels") " must be a u32");
+        goto fail;
+    }
+    rc = 0;
 
     size_t n = idx->n, d = dim;
     switch (c->kind) {

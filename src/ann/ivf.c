@@ -276,6 +276,7 @@ int ann_ivf_train(struct ann_index *idx, const float *x, size_t n, struct pool *
             rc = err_set(err, ERR_NOMEM, "ivf_sq8: out of memory");
             goto out;
         }
+        idx->sq_levels = ANN_SQ_LEVELS;
         ann_sq8_train(res, (size_t)ns, d, idx->sq_vmin, idx->sq_vdiff);
     } else {
         idx->pq_cb = malloc((size_t)d * ANN_PQ_K * sizeof(float));
@@ -329,7 +330,7 @@ static void ivf_encode_task(void *vctx, size_t begin, size_t end, int tid)
         const float *cc = idx->centroids + (size_t)c->asg[i] * d;
         for (int j = 0; j < d; j++) r[j] = xi[j] - cc[j];
         if (idx->cfg.kind == ANN_KIND_IVF_SQ8) {
-            ann_sq8_encode(idx->sq_vmin, idx->sq_vdiff, r, d, code);
+            ann_sq8_encode(idx->sq_vmin, idx->sq_vdiff, idx->sq_levels, r, d, code);
         } else {
             pq_encode(idx, c->cb_norms, r, code, tmp);
             if (c->terms) {
@@ -487,7 +488,7 @@ int ann_ivf_search(const struct ann_index *idx, const float *q, const struct ann
     if (idx->cfg.kind == ANN_KIND_IVF_SQ8) {
         double c0 = 0;
         for (int j = 0; j < d; j++) {
-            sc[j] = idx->sq_vdiff[j] / (float)ANN_SQ_LEVELS;
+            sc[j] = idx->sq_vdiff[j] / (float)idx->sq_levels;
             if (ip) {
                 w[j] = q[j] * sc[j];
                 c0 += (double)q[j] * (idx->sq_vmin[j] + 0.5f * sc[j]);
