@@ -1,7 +1,7 @@
 /* Tests for engine/gguf: reading real files, exact writer round trips, malformed input
  * (truncation at many cut points, byte flips, hand-made bad fields), and the gguf-info CLI.
  *
- * `test_gguf --write-corpus DIR` writes the fuzzing seed corpus (fuzz/corpus/gguf/) from the
+ * `test_gguf --write-corpus DIR` writes the fuzzing seed corpus (`make check` puts it in $BUILD/fuzz-corpus/gguf/) from the
  * same sample builders the tests use, then exits. */
 #include <errno.h>
 #include <inttypes.h>

@@ -829,7 +829,8 @@ static void test_cli_generate(void **st)
     test_rmtree(dir);
 }
 
-/* `test_model --write-corpus DIR`: seeds for fuzz/corpus/model. */
+/* `test_model --write-corpus DIR`: seeds for fuzzing the model loader (`make check` puts them in
+ * $BUILD/fuzz-corpus/model/; model files are not committed). */
 static int write_corpus(const char *dir)
 {
     struct tiny_w *w = malloc(sizeof *w);
