@@ -60,11 +60,10 @@ struct prefix {
 /* A prompt-cache entry: the KV of a whole prompt in its own slot, and the logits of the
  * prompt's last position, so a hit samples its first token without a forward row. */
 struct pcache {
-    enum prefix_state st; /* EMPTY, FILLING (by slot `owner`) or READY */
+    enum prefix_state st; /* EMPTY, FILLING (by the slot whose pc_owner is set) or READY */
     int *tok;             /* the whole prompt (prefix tokens included) */
     int n;
     uint64_t hash;
-    int owner;
     int seq;        /* reserved KV slot */
     float *logits;  /* n_vocab */
     long long used; /* LRU stamp */
@@ -709,7 +708,6 @@ static void pcache_admit(struct sched *s, int i, bool count)
                          .tok = tok,
                          .n = n_all,
                          .hash = h,
-                         .owner = i,
                          .seq = e->seq,
                          .logits = e->logits,
                          .used = ++s->pc_clock};
