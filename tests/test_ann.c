@@ -797,6 +797,15 @@ static void test_truncated_and_corrupted_files(void **state)
     memcpy(c + off_at + 8 * 3, &big, 8);
     write_all(bad, c, len);
     expect_load_error(bad, "list_offsets");
+    /* an SQ8 step count other than 255 or 256 (the u32 after the key's type) */
+    const char *key = "nanorec.index.sq_levels";
+    unsigned char *kp = memmem(b, len, key, strlen(key));
+    assert_non_null(kp);
+    memcpy(c, b, len);
+    uint32_t levels = 7;
+    memcpy(c + (kp - b) + strlen(key) + 4, &levels, 4);
+    write_all(bad, c, len);
+    expect_load_error(bad, "sq_levels");
     /* a foreign architecture */
     memcpy(c, b, len);
     char *arch = memmem(c, len, "nanorec.index.ivf_sq8", 21);
